@@ -1,0 +1,10 @@
+//! OCI formats shared by every Wharf crate: content digests and hashing, media types,
+//! manifest parsing (the references a manifest makes), and repository/tag naming rules.
+
+pub mod digest;
+pub mod manifest;
+pub mod media_types;
+pub mod names;
+
+pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
