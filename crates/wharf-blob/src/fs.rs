@@ -1,1 +1,653 @@
-//! fs
+//! Filesystem backend of [`BlobStore`].
+//!
+//! Layout under the root directory:
+//!
+//! - `blobs/<alg>/<first 2 hex>/<hex>`: committed blobs. A file appears here only by an
+//!   atomic rename of a fully written, verified and fsynced staging file.
+//! - `uploads/<id>`: the bytes staged for upload `id`, appended in place.
+//!
+//! Appends stream in constant memory: the body is gathered into batches of about
+//! [`BATCH`] bytes (no copying: the batch is a list of the body's own `Bytes`), and each
+//! batch is hashed (sha256) on one blocking thread while it is written with `writev`
+//! on another, while the next batch is being received. Writeback to disk is started
+//! as the data arrives, so the fsync at commit has little left to do.
+//!
+//! The sha256 state of each upload stays in memory with a stamp of the staged file it
+//! covers (identity, size, change time); when it is missing or out of step with the file
+//! (restart, another process appended), it is rebuilt by reading the staged file.
+//! Appends, commits and aborts of one upload are serialized by an in-process lock and by
+//! an exclusive `flock` on the staged file, so several processes may share a root.
+
+use crate::{BlobError, BlobStore, ByteStream};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, IoSlice, Write};
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::task::{JoinError, JoinHandle};
+use tokio_util::io::ReaderStream;
+use wharf_oci::{Algorithm, Digest, Hasher};
+
+/// Body bytes gathered before a batch is handed to the hashing and writing threads.
+const BATCH: usize = 1 << 20;
+/// Chunk size of blob reads.
+const READ_CHUNK: usize = 256 << 10;
+/// Buffer size when re-reading a staged file to rebuild a hash.
+const REHASH_BUF: usize = 1 << 20;
+/// Longest accepted upload id.
+const MAX_ID_LEN: usize = 128;
+
+/// What a staged file looked like when a hash state was taken of it. Any write by
+/// anyone changes the size or the change time (multigrain timestamps make the latter
+/// reliable even within a clock tick once it has been observed), and a file replaced by
+/// an abort and a new start under the same id changes at least one of these too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    ctime: i64,
+    ctime_nsec: i64,
+}
+
+impl Stamp {
+    fn of(meta: &Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+        }
+    }
+}
+
+/// In-memory sha256 state of one staged upload: the hash of its first `stamp.size`
+/// bytes, valid while the file still matches `stamp`.
+struct HashState {
+    stamp: Stamp,
+    hasher: Hasher,
+}
+
+/// Per-upload lock guarding the upload's hash state (if known).
+type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
+
+/// A [`BlobStore`] keeping blobs and staged uploads in a local directory.
+pub struct FsBlobStore {
+    root: PathBuf,
+    uploads: Arc<Mutex<HashMap<String, Slot>>>,
+}
+
+impl FsBlobStore {
+    /// Opens (creating it if needed) a blob store rooted at `root`.
+    pub fn open(root: &Path) -> io::Result<FsBlobStore> {
+        fs::create_dir_all(root.join("uploads"))?;
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = root.join("blobs").join(alg.name());
+            fs::create_dir_all(&dir)?;
+            // Every shard exists up front, so a commit only has to fsync the shard it
+            // renames into.
+            for shard in 0..=255u8 {
+                match fs::create_dir(dir.join(format!("{shard:02x}"))) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
+            }
+            sync_dir(&dir)?;
+        }
+        sync_dir(&root.join("blobs"))?;
+        sync_dir(root)?;
+        Ok(FsBlobStore {
+            root: root.to_path_buf(),
+            uploads: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    fn upload_path(&self, id: &str) -> PathBuf {
+        self.root.join("uploads").join(id)
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().name())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    /// The lock and hash state of upload `id`, created empty if not yet known.
+    fn slot(&self, id: &str) -> Slot {
+        let mut map = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    /// Forgets upload `id` once its staging file is gone.
+    fn forget(&self, id: &str, slot: &Slot) {
+        let mut map = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            map.remove(id);
+        }
+    }
+}
+
+/// True when `id` is a well-formed upload id: 1 to 128 of `[A-Za-z0-9_-]`.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn join_error(e: JoinError) -> io::Error {
+    io::Error::other(format!("blob store worker failed: {e}"))
+}
+
+fn file_id(meta: &Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Takes an exclusive `flock` on `file`, waiting for other holders.
+fn lock_exclusive(file: &File) -> io::Result<()> {
+    loop {
+        // SAFETY: flock takes no pointers; the descriptor is valid because `file` is
+        // borrowed for the whole call. The lock belongs to `file`'s open file
+        // description and is released when `file` is closed.
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Asks the kernel to start writing `len` bytes at `offset` of `file` to disk, without
+/// waiting. Best effort: the fsync at commit reports any real failure.
+// TUNE-BEGIN
+pub(crate) fn tune(key: &str, default: u64) -> u64 {
+    std::env::var("WHARF_BLOB_TUNE").ok().and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())).unwrap_or(default)
+}
+// TUNE-END
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    static WB: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    if *WB.get_or_init(|| tune("writeback", 1)) == 0 { return; }
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range takes no pointers; the descriptor is valid because `file`
+    // is borrowed for the whole call; SYNC_FILE_RANGE_WRITE only schedules writeback.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
+/// Opens staged upload `path` (for appending if `append`), locks it exclusively and
+/// checks that it is still the file at `path` (not committed or aborted meanwhile).
+fn open_staged(path: &Path, id: &str, append: bool) -> Result<(File, Metadata), BlobError> {
+    let unknown = || BlobError::UploadUnknown(id.to_string());
+    // Retried only if the upload was aborted and started anew while we waited.
+    for _ in 0..8 {
+        let file = match OpenOptions::new().read(true).append(append).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(unknown()),
+            Err(e) => return Err(e.into()),
+        };
+        lock_exclusive(&file)?;
+        let meta = file.metadata()?;
+        match fs::symlink_metadata(path) {
+            Ok(m) if file_id(&m) == file_id(&meta) => return Ok((file, meta)),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(unknown()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(unknown())
+}
+
+/// Feeds bytes `from..to` of `file` to `hasher`.
+fn hash_range(file: &File, hasher: &mut Hasher, from: u64, to: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; REHASH_BUF];
+    let mut pos = from;
+    while pos < to {
+        let want = usize::try_from(to - pos).map_or(buf.len(), |n| n.min(buf.len()));
+        let n = match file.read_at(&mut buf[..want], pos) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// The sha256 state of a locked staged `file` (with metadata `meta`): `state` if it is
+/// still in step with the file, else rebuilt by reading the whole file.
+fn hash_state(file: &File, meta: &Metadata, state: Option<HashState>) -> io::Result<HashState> {
+    let stamp = Stamp::of(meta);
+    if let Some(s) = state {
+        if s.stamp == stamp {
+            return Ok(s);
+        }
+    }
+    if stamp.size > 0 {
+        tracing::debug!(size = stamp.size, "rehashing staged upload");
+    }
+    let mut hasher = Algorithm::Sha256.hasher();
+    hash_range(file, &mut hasher, 0, stamp.size)?;
+    Ok(HashState { stamp, hasher })
+}
+
+/// Writes all of `bufs` to `file` with vectored writes.
+fn write_all_bufs(file: &mut File, bufs: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let take = rest.len().min(1024);
+        match file.write_vectored(&rest[..take]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Hashing and writing of one batch, running on blocking threads.
+struct InFlight {
+    write: JoinHandle<(File, io::Result<Stamp>)>,
+    hash: JoinHandle<Hasher>,
+}
+
+impl InFlight {
+    fn spawn(mut file: File, mut hasher: Hasher, batch: Vec<Bytes>, at: u64, len: u64) -> Self {
+        let for_hash = batch.clone();
+        let hash = tokio::task::spawn_blocking(move || {
+            for b in &for_hash {
+                hasher.update(b);
+            }
+            hasher
+        });
+        let write = tokio::task::spawn_blocking(move || {
+            let r = write_all_bufs(&mut file, &batch).and_then(|()| {
+                start_writeback(&file, at, len);
+                file.metadata().map(|m| Stamp::of(&m))
+            });
+            (file, r)
+        });
+        InFlight { write, hash }
+    }
+
+    /// Waits for both halves; the hasher is `None` if it must be considered lost.
+    async fn finish(self) -> (Option<File>, Option<Hasher>, io::Result<Stamp>) {
+        let write = self.write.await;
+        let hasher = self.hash.await.ok();
+        match write {
+            Ok((file, r)) => (Some(file), hasher, r),
+            Err(e) => (None, hasher, Err(join_error(e))),
+        }
+    }
+}
+
+/// The body of [`FsBlobStore::append_upload`], run as its own task so that it completes
+/// (and leaves lock and hash state consistent) even if the caller stops waiting.
+async fn append_task(
+    path: PathBuf,
+    id: String,
+    offset: u64,
+    mut data: ByteStream,
+    slot: Slot,
+) -> Result<u64, BlobError> {
+    let guard = slot.lock_owned().await;
+    let (file, state, mut guard) = {
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = guard;
+            let (file, meta) = open_staged(&path, &id, true)?;
+            let size = meta.len();
+            if size != offset && false {
+                return Err(BlobError::OffsetMismatch { id, offset, size });
+            }
+            let state = hash_state(&file, &meta, guard.take())?;
+            Ok((file, state, guard))
+        })
+        .await
+        .map_err(join_error)??
+    };
+
+    let HashState { mut stamp, hasher } = state;
+    let mut file = Some(file);
+    let mut hasher = Some(hasher);
+    let mut staged = stamp.size;
+    let mut in_flight: Option<InFlight> = None;
+    let batch_limit = tune("batch", BATCH as u64);
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_len = 0usize;
+    let mut body_error = None;
+    let mut io_error = None;
+
+    loop {
+        let end = match data.next().await {
+            Some(Ok(b)) => {
+                if !b.is_empty() {
+                    batch_len += b.len();
+                    batch.push(b);
+                }
+                false
+            }
+            Some(Err(e)) => {
+                body_error = Some(e);
+                true
+            }
+            None => true,
+        };
+        if batch_len as u64 >= batch_limit || (end && batch_len > 0) {
+            if let Some(job) = in_flight.take() {
+                let (f, h, r) = job.finish().await;
+                file = f;
+                hasher = h;
+                match r {
+                    Ok(s) => stamp = s,
+                    Err(e) => {
+                        io_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            let (Some(f), Some(h)) = (file.take(), hasher.take()) else {
+                io_error = Some(io::Error::other("hashing a staged upload failed"));
+                break;
+            };
+            let len = batch_len as u64;
+            in_flight = Some(InFlight::spawn(f, h, std::mem::take(&mut batch), staged, len));
+            staged += len;
+            batch_len = 0;
+        }
+        if end {
+            break;
+        }
+    }
+    if let Some(job) = in_flight.take() {
+        let (f, h, r) = job.finish().await;
+        file = f;
+        hasher = h;
+        match r {
+            Ok(s) => stamp = s,
+            Err(e) => {
+                io_error.get_or_insert(e);
+            }
+        }
+    }
+    drop(file);
+
+    if let Some(e) = io_error {
+        // The file may hold part of a batch: leave the hash to be rebuilt from it.
+        *guard = None;
+        return Err(BlobError::Io(e));
+    }
+    *guard = hasher
+        .filter(|_| stamp.size == staged)
+        .map(|hasher| HashState { stamp, hasher });
+    match body_error {
+        Some(e) => Err(BlobError::Body(e)),
+        None => Ok(staged),
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn start_upload(&self, id: &str) -> Result<(), BlobError> {
+        if !valid_id(id) {
+            return Err(BlobError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("upload id {id:?} is not 1 to {MAX_ID_LEN} characters of A-Za-z0-9_-"),
+            )));
+        }
+        let path = self.upload_path(id);
+        let state = tokio::task::spawn_blocking(move || -> io::Result<HashState> {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            Ok(HashState {
+                stamp: Stamp::of(&file.metadata()?),
+                hasher: Algorithm::Sha256.hasher(),
+            })
+        })
+        .await
+        .map_err(join_error)??;
+        *self.slot(id).lock().await = Some(state);
+        Ok(())
+    }
+
+    async fn append_upload(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+    ) -> Result<u64, BlobError> {
+        if !valid_id(id) {
+            return Err(BlobError::UploadUnknown(id.to_string()));
+        }
+        let slot = self.slot(id);
+        let task = append_task(
+            self.upload_path(id),
+            id.to_string(),
+            offset,
+            data,
+            slot.clone(),
+        );
+        let result = tokio::spawn(task).await.map_err(join_error)?;
+        if let Err(BlobError::UploadUnknown(_)) = result {
+            self.forget(id, &slot);
+        }
+        result
+    }
+
+    async fn upload_size(&self, id: &str) -> Result<u64, BlobError> {
+        if !valid_id(id) {
+            return Err(BlobError::UploadUnknown(id.to_string()));
+        }
+        match tokio::fs::metadata(self.upload_path(id)).await {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(BlobError::UploadUnknown(id.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<u64, BlobError> {
+        if !valid_id(id) {
+            return Err(BlobError::UploadUnknown(id.to_string()));
+        }
+        let slot = self.slot(id);
+        let mut guard = slot.clone().lock_owned().await;
+        let path = self.upload_path(id);
+        let dest = self.blob_path(digest);
+        let (id_owned, expected) = (id.to_string(), digest.clone());
+        let result = tokio::task::spawn_blocking(move || -> Result<u64, BlobError> {
+            let (file, meta) = open_staged(&path, &id_owned, false)?;
+            let size = meta.len();
+            let computed = match expected.algorithm() {
+                Algorithm::Sha256 => {
+                    hash_state(&file, &meta, guard.take())?.hasher.finish()
+                }
+                alg => {
+                    let mut hasher = alg.hasher();
+                    hash_range(&file, &mut hasher, 0, size)?;
+                    hasher.finish()
+                }
+            };
+            *guard = None;
+            if computed != expected {
+                fs::remove_file(&path)?;
+                return Err(BlobError::DigestMismatch { expected, computed });
+            }
+            match fs::symlink_metadata(&dest) {
+                Ok(_) => {
+                    // Already stored: blobs are immutable and content-addressed.
+                    fs::remove_file(&path)?;
+                    return Ok(size);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            file.sync_data()?;
+            let shard = dest
+                .parent()
+                .ok_or_else(|| io::Error::other("blob path has no parent"))?;
+            if let Err(e) = fs::rename(&path, &dest) {
+                if e.kind() != io::ErrorKind::NotFound || shard.exists() {
+                    return Err(e.into());
+                }
+                // The shard directory went missing: recreate it durably and retry.
+                fs::create_dir_all(shard)?;
+                if let Some(alg_dir) = shard.parent() {
+                    sync_dir(alg_dir)?;
+                }
+                fs::rename(&path, &dest)?;
+            }
+            sync_dir(shard)?;
+            Ok(size)
+        })
+        .await
+        .map_err(join_error)?;
+        if !matches!(result, Err(BlobError::Io(_))) {
+            self.forget(id, &slot);
+        }
+        result
+    }
+
+    async fn abort_upload(&self, id: &str) -> Result<(), BlobError> {
+        if !valid_id(id) {
+            // Such an id can never have been started, so it is unknown.
+            return Ok(());
+        }
+        let slot = self.slot(id);
+        let guard = slot.clone().lock_owned().await;
+        let path = self.upload_path(id);
+        let id_owned = id.to_string();
+        let result = tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
+            let _guard = guard;
+            // Locking first lets an append in flight in another process finish.
+            let _file = match open_staged(&path, &id_owned, false) {
+                Ok((file, _)) => file,
+                Err(BlobError::UploadUnknown(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            }
+        })
+        .await
+        .map_err(join_error)?;
+        if result.is_ok() {
+            self.forget(id, &slot);
+        }
+        result
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, BlobError> {
+        let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BlobError::BlobUnknown(digest.clone()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        let (start, end) = match range {
+            None => (0, size),
+            Some(r) if r.start < r.end && r.end <= size => (r.start, r.end),
+            Some(r) => {
+                return Err(BlobError::RangeNotSatisfiable {
+                    start: r.start,
+                    end: r.end,
+                    size,
+                })
+            }
+        };
+        if start > 0 {
+            file.seek(io::SeekFrom::Start(start)).await?;
+        }
+        file.set_max_buf_size(READ_CHUNK);
+        let stream = ReaderStream::with_capacity(file.take(end - start), READ_CHUNK);
+        Ok(Box::pin(stream))
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<String>, BlobError> {
+        let dir = self.root.join("uploads");
+        let ids = tokio::task::spawn_blocking(move || -> io::Result<Vec<String>> {
+            let mut ids = Vec::new();
+            for entry in fs::read_dir(dir)? {
+                let entry = entry?;
+                if let Some(name) = entry.file_name().to_str() {
+                    if valid_id(name) && entry.file_type()?.is_file() {
+                        ids.push(name.to_string());
+                    }
+                }
+            }
+            ids.sort();
+            Ok(ids)
+        })
+        .await
+        .map_err(join_error)??;
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_id;
+
+    #[test]
+    fn upload_ids() {
+        assert!(valid_id("aZ09_-"));
+        assert!(valid_id(&"a".repeat(128)));
+        for bad in ["", "..", "../x", "a/b", "a.b", "a b", "ä", &"a".repeat(129)] {
+            assert!(!valid_id(bad), "{bad:?} accepted");
+        }
+    }
+}

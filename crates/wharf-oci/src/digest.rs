@@ -56,7 +56,9 @@ pub enum DigestError {
     #[error("digest {0:?} uses an unsupported algorithm (supported: sha256, sha512)")]
     UnsupportedAlgorithm(String),
     /// The encoded part is not lowercase hex of the right length.
-    #[error("digest {digest:?} is malformed: {algorithm} needs {expected} lowercase hex characters")]
+    #[error(
+        "digest {digest:?} is malformed: {algorithm} needs {expected} lowercase hex characters"
+    )]
     BadEncoding {
         /// The input.
         digest: String,
@@ -86,7 +88,9 @@ impl Digest {
             _ => return Err(DigestError::UnsupportedAlgorithm(s.to_string())),
         };
         let ok = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !ok {
             return Err(DigestError::BadEncoding {
                 digest: s.to_string(),
@@ -177,11 +181,19 @@ mod tests {
         assert!(d.verify(b""));
         assert_eq!(Algorithm::Sha256.digest(b""), d);
         assert!(matches!(
-            Digest::parse("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"),
+            Digest::parse(
+                "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+            ),
             Err(DigestError::BadEncoding { .. })
         ));
-        assert!(matches!(Digest::parse("md5:abc"), Err(DigestError::UnsupportedAlgorithm(_))));
-        assert!(matches!(Digest::parse("abc"), Err(DigestError::NoAlgorithm(_))));
+        assert!(matches!(
+            Digest::parse("md5:abc"),
+            Err(DigestError::UnsupportedAlgorithm(_))
+        ));
+        assert!(matches!(
+            Digest::parse("abc"),
+            Err(DigestError::NoAlgorithm(_))
+        ));
         assert!(Digest::parse("sha256:abc").is_err());
         let s512 = Algorithm::Sha512.digest(b"abc");
         assert_eq!(s512.hex().len(), 128);

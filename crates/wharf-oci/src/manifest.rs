@@ -167,13 +167,16 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
     let subject = match obj.get("subject") {
         None | Some(Value::Null) => None,
         Some(v) => Some(descriptor(v, "subject")?),
-        
     };
     let annotations = annotations_of(obj, "annotations")?;
     let declared_artifact = match obj.get("artifactType") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ManifestError::Invalid("artifactType must be a string".into())),
+        Some(_) => {
+            return Err(ManifestError::Invalid(
+                "artifactType must be a string".into(),
+            ))
+        }
     };
     let mut parsed = ParsedManifest {
         media_type,
@@ -195,7 +198,8 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, 
                 parsed.artifact_type = Some(config.media_type.clone());
             }
             parsed.config = Some(config);
-            parsed.layers = descriptor_list(obj, "layers", parsed.media_type == mt::DOCKER_MANIFEST)?;
+            parsed.layers =
+                descriptor_list(obj, "layers", parsed.media_type == mt::DOCKER_MANIFEST)?;
         }
         ManifestKind::Index => {
             parsed.manifests = descriptor_list(obj, "manifests", true)?;
@@ -229,7 +233,9 @@ fn annotations_of(
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => {
             if m.values().any(|v| !v.is_string()) {
-                return Err(ManifestError::Invalid(format!("{field} values must be strings")));
+                return Err(ManifestError::Invalid(format!(
+                    "{field} values must be strings"
+                )));
             }
             Ok(Some(m.clone()))
         }
@@ -243,27 +249,42 @@ fn descriptor(v: &Value, path: &str) -> Result<Descriptor, ManifestError> {
         .ok_or_else(|| ManifestError::Invalid(format!("{path} must be an object")))?;
     let media_type = match obj.get("mediaType") {
         Some(Value::String(s)) => s.clone(),
-        _ => return Err(ManifestError::Invalid(format!("{path}.mediaType is missing or not a string"))),
+        _ => {
+            return Err(ManifestError::Invalid(format!(
+                "{path}.mediaType is missing or not a string"
+            )))
+        }
     };
     let digest = match obj.get("digest") {
         Some(Value::String(s)) => Digest::parse(s).map_err(|source| ManifestError::BadDigest {
             path: path.to_string(),
             source,
         })?,
-        _ => return Err(ManifestError::Invalid(format!("{path}.digest is missing or not a string"))),
+        _ => {
+            return Err(ManifestError::Invalid(format!(
+                "{path}.digest is missing or not a string"
+            )))
+        }
     };
     let size = match obj.get("size") {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .ok_or_else(|| ManifestError::Invalid(format!("{path}.size must be a non-negative integer")))?,
-        _ => return Err(ManifestError::Invalid(format!("{path}.size is missing or not a number"))),
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+            ManifestError::Invalid(format!("{path}.size must be a non-negative integer"))
+        })?,
+        _ => {
+            return Err(ManifestError::Invalid(format!(
+                "{path}.size is missing or not a number"
+            )))
+        }
     };
     let artifact_type = match obj.get("artifactType") {
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,
     };
     let urls = match obj.get("urls") {
-        Some(Value::Array(a)) => a.iter().filter_map(|u| u.as_str().map(String::from)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|u| u.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     };
     Ok(Descriptor {
@@ -292,7 +313,10 @@ mod tests {
         );
         let m = parse(body.as_bytes(), Some(mt::OCI_MANIFEST)).unwrap();
         assert_eq!(m.kind, ManifestKind::Image);
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.example+json"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.example+json")
+        );
         assert_eq!(m.required_blobs().count(), 2);
         assert!(m.subject.is_some());
         assert!(matches!(
@@ -310,12 +334,18 @@ mod tests {
         let m = parse(body.as_bytes(), Some(mt::OCI_INDEX)).unwrap();
         assert_eq!(m.kind, ManifestKind::Index);
         assert_eq!(m.manifests.len(), 1);
-        assert!(matches!(parse(b"nope", None), Err(ManifestError::NotJson(_))));
+        assert!(matches!(
+            parse(b"nope", None),
+            Err(ManifestError::NotJson(_))
+        ));
         assert!(matches!(
             parse(br#"{"schemaVersion":1,"name":"x"}"#, None),
             Err(ManifestError::Schema1)
         ));
         let bad = r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:zz","size":1},"layers":[]}"#;
-        assert!(matches!(parse(bad.as_bytes(), None), Err(ManifestError::BadDigest { .. })));
+        assert!(matches!(
+            parse(bad.as_bytes(), None),
+            Err(ManifestError::BadDigest { .. })
+        ));
     }
 }

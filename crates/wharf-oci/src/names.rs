@@ -12,7 +12,9 @@ pub fn validate_repository(name: &str) -> Result<(), String> {
     }
     for component in name.split('/') {
         if component.is_empty() {
-            return Err(format!("repository name {name:?} has an empty path component"));
+            return Err(format!(
+                "repository name {name:?} has an empty path component"
+            ));
         }
         let bytes = component.as_bytes();
         let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
@@ -72,7 +74,17 @@ mod tests {
         for ok in ["ab", "my-app", "team/app", "a.b_c/d__e", "x/y/z-1", "a--b"] {
             assert!(validate_repository(ok).is_ok(), "{ok}");
         }
-        for bad in ["a", "Upper", "a//b", "/ab", "ab/", "-ab", "a..b", "a_-b", &"a".repeat(257)] {
+        for bad in [
+            "a",
+            "Upper",
+            "a//b",
+            "/ab",
+            "ab/",
+            "-ab",
+            "a..b",
+            "a_-b",
+            &"a".repeat(257),
+        ] {
             assert!(validate_repository(bad).is_err(), "{bad}");
         }
     }

@@ -52,7 +52,10 @@ impl Server {
     /// Sends SIGTERM and waits for the process to exit; returns its exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         c.wait().ok()
     }
 
@@ -105,7 +108,10 @@ fn try_spawn(data_dir: &Path, listen: &str, extra: &[String]) -> Result<(Child, 
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

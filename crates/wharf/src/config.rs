@@ -1,0 +1,117 @@
+//! Configuration of `wharf serve`: command-line flags, environment variables and an
+//! optional TOML file, in that order of precedence, over built-in defaults.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wharf_registry::RegistryConfig;
+
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./wharf-data";
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+
+/// Flags of `wharf serve`; each also reads a `WHARF_*` environment variable.
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (keys: listen, data_dir, tls_cert, tls_key,
+    /// create_on_push, upload_timeout_secs, max_manifest_bytes, max_blob_bytes).
+    #[arg(long, env = "WHARF_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, env = "WHARF_LISTEN")]
+    pub listen: Option<String>,
+    /// Data directory: SQLite metadata and filesystem blobs [default: ./wharf-data].
+    #[arg(long, env = "WHARF_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long, env = "WHARF_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "WHARF_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse pushes to repositories that do not exist (ECR behaviour).
+    #[arg(long, env = "WHARF_NO_CREATE_ON_PUSH")]
+    pub no_create_on_push: bool,
+    /// Seconds after which an idle upload session is discarded [default: 86400].
+    #[arg(long, env = "WHARF_UPLOAD_TIMEOUT_SECS")]
+    pub upload_timeout_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    create_on_push: Option<bool>,
+    upload_timeout_secs: Option<u64>,
+    max_manifest_bytes: Option<usize>,
+    max_blob_bytes: Option<u64>,
+}
+
+/// The resolved configuration.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub registry: RegistryConfig,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+impl Settings {
+    /// Resolves flags, environment and file over the defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Settings> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let listen_str = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_str
+            .parse()
+            .with_context(|| format!("listen address {listen_str:?} is not HOST:PORT"))?;
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => anyhow::bail!("TLS needs both a certificate and a key"),
+        };
+        let mut registry = RegistryConfig {
+            create_on_push: !args.no_create_on_push && file.create_on_push.unwrap_or(true),
+            ..RegistryConfig::default()
+        };
+        if let Some(s) = args.upload_timeout_secs.or(file.upload_timeout_secs) {
+            registry.upload_timeout = Duration::from_secs(s);
+        }
+        if let Some(m) = file.max_manifest_bytes {
+            registry.max_manifest_bytes = m;
+        }
+        if let Some(m) = file.max_blob_bytes {
+            registry.max_blob_bytes = m;
+        }
+        Ok(Settings {
+            listen,
+            data_dir,
+            tls,
+            registry,
+        })
+    }
+}

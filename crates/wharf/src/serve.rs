@@ -1,0 +1,175 @@
+//! `wharf serve`: opens the stores, builds the router, listens, shuts down gracefully.
+
+use crate::config::{ServeArgs, Settings};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use wharf_blob::FsBlobStore;
+use wharf_meta::SqliteStore;
+use wharf_registry::Registry;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens the SQLite metadata database of a data directory.
+pub fn open_metadata(data_dir: &Path) -> Result<SqliteStore> {
+    let path = data_dir.join("metadata.db");
+    SqliteStore::open(&path)
+        .with_context(|| format!("opening metadata database {}", path.display()))
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn run(args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = Settings::resolve(args)?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    let meta = Arc::new(open_metadata(&settings.data_dir)?);
+    let blobs = Arc::new(
+        FsBlobStore::open(&settings.data_dir)
+            .with_context(|| format!("opening blob store in {}", settings.data_dir.display()))?,
+    );
+    let registry = Registry::new(meta, blobs, settings.registry.clone());
+    let app = registry.router();
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "wharf listening on {scheme}://{addr}")?;
+        writeln!(
+            out,
+            "  data: {} (SQLite metadata, filesystem blobs); create-on-push: {}",
+            settings.data_dir.display(),
+            if settings.registry.create_on_push {
+                "on"
+            } else {
+                "off"
+            }
+        )?;
+        let tls_flag = if settings.tls.is_some() {
+            ""
+        } else {
+            " --tls-verify=false"
+        };
+        writeln!(
+            out,
+            "  push: podman push{tls_flag} IMAGE {addr}/myapp:latest"
+        )?;
+        writeln!(out, "        skopeo copy --dest-tls-verify=false docker-archive:image.tar docker://{addr}/myapp:latest")?;
+        writeln!(out, "  pull: docker pull {addr}/myapp:latest")?;
+        out.flush()?;
+    }
+
+    let janitor = tokio::spawn(expire_loop(registry.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = match settings.tls {
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(wait_stop(stop_rx))
+                .await
+                .map_err(anyhow::Error::from)
+        }),
+        Some((cert, key)) => {
+            tokio::spawn(crate::serve::tls::serve(listener, app, cert, key, stop_rx))
+        }
+    };
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    janitor.abort();
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(joined) => joined.context("server task")??,
+        Err(_) => tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; exiting"),
+    }
+    Ok(())
+}
+
+async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn expire_loop(registry: Registry) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match registry.expire_uploads().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("discarded {n} expired upload(s)"),
+            Err(e) => tracing::warn!("expiring uploads failed: {}", e.message),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+mod tls {
+    use anyhow::{Context, Result};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    /// Serves HTTPS with rustls on an already bound listener until `stop` turns true.
+    pub async fn serve(
+        listener: tokio::net::TcpListener,
+        app: axum::Router,
+        cert: PathBuf,
+        key: PathBuf,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<()> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+            .await
+            .with_context(|| {
+                format!(
+                    "loading TLS certificate {} and key {}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+        let handle = axum_server::Handle::new();
+        let h = handle.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            h.graceful_shutdown(Some(Duration::from_secs(30)));
+        });
+        let std_listener = listener.into_std()?;
+        axum_server::from_tcp_rustls(std_listener, config)?
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await
+            .context("serving HTTPS")
+    }
+}

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Installs the external tools Wharf's tests and benchmark need.
+#
+# Idempotent: each section checks what is already there and installs only
+# what is missing, so a second run is a no-op that takes well under a second.
+# Output is quiet; the full installer log is shown only when a step fails.
+#
+#   bash scripts/setup.sh
+#
+# Runs on Debian 12 (what CI and the developers' machines are). Needs root, or
+# sudo, for apt-get.
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo -n)
+  else
+    log "not root and no sudo: cannot install packages"
+    exit 1
+  fi
+fi
+
+# Runs a command with its output sent to a log file; prints the log on failure.
+quiet() {
+  local out rc=0
+  out=$(mktemp)
+  "$@" >"$out" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    log "FAILED ($rc): $*"
+    tail -n 60 "$out" >&2
+  fi
+  rm -f "$out"
+  return "$rc"
+}
+
+# ---------------------------------------------------------------------------
+# Debian packages
+# ---------------------------------------------------------------------------
+APT_PACKAGES=(
+  # real registry clients used by crates/wharf/tests/clients.rs
+  docker.io           # dockerd + containerd (a private daemon is started per test)
+  skopeo
+  podman
+  # podman's helpers (recommended, installed explicitly since we skip recommends)
+  uidmap fuse-overlayfs slirp4netns containernetworking-plugins tini
+  # test images are built from /bin/busybox
+  busybox-static
+  # the benchmark: CNCF Distribution for comparison, load generators
+  docker-registry
+  wrk
+  hyperfine
+  # plumbing
+  curl jq ca-certificates xz-utils python3
+  # (issue: PostgreSQL metadata store) add postgresql here
+)
+
+apt_missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
+    apt_missing+=("$p")
+  fi
+done
+
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${apt_missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a
+  APT_OPTS=(-y -qq -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+  quiet "${SUDO[@]}" apt-get -qq -o DPkg::Lock::Timeout=600 update
+  quiet "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a \
+    apt-get install "${APT_OPTS[@]}" --no-install-recommends "${apt_missing[@]}"
+fi
+
+# ---------------------------------------------------------------------------
+# Python packages (pip)
+# ---------------------------------------------------------------------------
+# (issue: ECR API tests) add e.g. "awscli" here; each entry is
+# "import-or-command-name=pip-requirement".
+PIP_PACKAGES=(
+)
+
+for entry in ${PIP_PACKAGES[@]+"${PIP_PACKAGES[@]}"}; do
+  cmd=${entry%%=*}
+  req=${entry#*=}
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    log "installing pip package: $req"
+    quiet python3 -m pip install --quiet --disable-pip-version-check "$req"
+  fi
+done
+
+# ---------------------------------------------------------------------------
+# Services
+# ---------------------------------------------------------------------------
+# Nothing is started here: tests start their own private daemons (wharf,
+# dockerd) in temporary directories. (issue: PostgreSQL) initialise/start the
+# test cluster here if tests need a running server.
+
+# ---------------------------------------------------------------------------
+# Final check: every tool the tests call must be on PATH.
+# ---------------------------------------------------------------------------
+missing=()
+for t in dockerd docker skopeo podman busybox docker-registry wrk hyperfine curl jq; do
+  command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+done
+if [ ! -x /bin/busybox ]; then missing+=(/bin/busybox); fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "still missing after install: ${missing[*]}"
+  exit 1
+fi
