@@ -181,8 +181,12 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Records that verified blob `digest` of `size` bytes exists and links it to
     /// `repository` (after an upload).
-    async fn link_blob(&self, repository: &str, digest: &Digest, size: u64)
-        -> Result<(), MetaError>;
+    async fn link_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), MetaError>;
     /// Links a blob `from` one repository into `to` (cross-repository mount). Returns
     /// the size if `from` holds the blob, `None` (and changes nothing) otherwise.
     async fn mount_blob(

@@ -64,7 +64,7 @@ impl ParsedManifest {
         self.config.iter().chain(
             self.layers
                 .iter()
-                .filter(|d| !(mt::is_non_distributable(&d.media_type) && !d.urls.is_empty())),
+                .filter(|d| !mt::is_non_distributable(&d.media_type) || d.urls.is_empty()),
         )
     }
 }
