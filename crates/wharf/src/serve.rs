@@ -75,7 +75,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         out.flush()?;
     }
 
-    let janitor = tokio::spawn(expire_loop(registry.clone()));
+    let janitor = tokio::spawn(expire_loop(
+        registry.clone(),
+        settings.registry.upload_timeout,
+    ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = match settings.tls {
         None => tokio::spawn(async move {
@@ -103,8 +106,11 @@ async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-async fn expire_loop(registry: Registry) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+/// Expires idle upload sessions, checking a few times per timeout period (at most
+/// once a second, at least once a minute).
+async fn expire_loop(registry: Registry, timeout: Duration) {
+    let period = (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
         match registry.expire_uploads().await {

@@ -31,8 +31,13 @@ impl Server {
         let data_dir = tmp.path().join("data");
         let extra: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (child, host) = spawn(&data_dir, "127.0.0.1:0", &extra);
+        let scheme = if extra.iter().any(|a| a == "--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
         Server {
-            url: format!("http://{host}"),
+            url: format!("{scheme}://{host}"),
             host,
             data_dir,
             extra_args: extra,
@@ -126,7 +131,11 @@ fn try_spawn(data_dir: &Path, listen: &str, extra: &[String]) -> Result<(Child, 
             let status = child.wait().map_err(|e| e.to_string())?;
             return Err(format!("exited with {status} before listening"));
         }
-        if let Some(rest) = line.trim().strip_prefix("wharf listening on http://") {
+        let trimmed = line.trim();
+        let rest = trimmed
+            .strip_prefix("wharf listening on http://")
+            .or_else(|| trimmed.strip_prefix("wharf listening on https://"));
+        if let Some(rest) = rest {
             let host = rest.trim().to_string();
             // Keep draining stdout so the child never blocks on a full pipe.
             std::thread::spawn(move || {
