@@ -161,6 +161,12 @@ pub struct Referrer {
 /// The registry's metadata database. All methods are transactional: on error nothing
 /// changed. Lists are sorted by name/tag (byte order) and paginated with an exclusive
 /// `after` cursor.
+///
+/// Conventions every backend follows (the test suite pins them): calls that create
+/// something in a missing repository fail with [`MetaError::RepositoryNotFound`];
+/// reads, lists and deletes there answer `None`, empty or `false`. Unlinking a blob
+/// or deleting a manifest that is still referenced is allowed; the edge rows stay for
+/// the garbage collector to read. Blob records outlive every link.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Creates a repository.
