@@ -7,10 +7,12 @@
 //! - `uploads/<id>`: the bytes staged for upload `id`, appended in place.
 //!
 //! Appends stream in constant memory: the body is gathered into batches of about
-//! [`BATCH`] bytes (no copying: the batch is a list of the body's own `Bytes`), and each
-//! batch is hashed (sha256) on one blocking thread while it is written with `writev`
-//! on another, while the next batch is being received. Writeback to disk is started
-//! as the data arrives, so the fsync at commit has little left to do.
+//! [`BATCH`] bytes (no copying: a batch is a list of the body's own `Bytes`); each batch
+//! goes to two workers, one hashing (sha256) and one writing with `writev`, which run in
+//! parallel with each other and with the receipt of the next batches. A worker keeps its
+//! blocking thread only while batches keep coming, and at most [`DEPTH`] batches wait for
+//! it. Writeback to disk is started as batches are written, so the fsync at commit has
+//! little left to do unless the client sends faster than the disk writes.
 //!
 //! The sha256 state of each upload stays in memory with a stamp of the staged file it
 //! covers (identity, size, change time); when it is missing or out of step with the file
@@ -23,15 +25,18 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::task::{JoinError, JoinHandle};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinError;
 use tokio_util::io::ReaderStream;
 use wharf_oci::{Algorithm, Digest, Hasher};
 
@@ -44,10 +49,12 @@ const REHASH_BUF: usize = 1 << 20;
 /// Longest accepted upload id.
 const MAX_ID_LEN: usize = 128;
 
-/// What a staged file looked like when a hash state was taken of it. Any write by
-/// anyone changes the size or the change time (multigrain timestamps make the latter
-/// reliable even within a clock tick once it has been observed), and a file replaced by
-/// an abort and a new start under the same id changes at least one of these too.
+/// What a staged file looked like when a hash state was taken of it. Any append by
+/// anyone changes the size, and a file replaced by an abort and a new start under the
+/// same id has another inode, size or change time (on filesystems with coarse
+/// timestamps, a replacement by one of the same size that reuses the inode number
+/// within one timestamp tick would go unnoticed; since Linux 6.13 ext4, xfs, btrfs and
+/// tmpfs give a fresh change time once the previous one has been observed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     dev: u64,
@@ -178,15 +185,8 @@ fn lock_exclusive(file: &File) -> io::Result<()> {
 
 /// Asks the kernel to start writing `len` bytes at `offset` of `file` to disk, without
 /// waiting. Best effort: the fsync at commit reports any real failure.
-// TUNE-BEGIN
-pub(crate) fn tune(key: &str, default: u64) -> u64 {
-    std::env::var("WHARF_BLOB_TUNE").ok().and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())).unwrap_or(default)
-}
-// TUNE-END
 #[cfg(target_os = "linux")]
 fn start_writeback(file: &File, offset: u64, len: u64) {
-    static WB: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    if *WB.get_or_init(|| tune("writeback", 1)) == 0 { return; }
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return;
     };
@@ -274,40 +274,179 @@ fn write_all_bufs(file: &mut File, bufs: &[Bytes]) -> io::Result<()> {
     Ok(())
 }
 
-/// Hashing and writing of one batch, running on blocking threads.
-struct InFlight {
-    write: JoinHandle<(File, io::Result<Stamp>)>,
-    hash: JoinHandle<Hasher>,
+/// Body chunks handed to the hashing and the writing worker together.
+type Batch = Arc<Vec<Bytes>>;
+
+/// Runs `step` over the batches given to [`Worker::submit`], in order, on a blocking
+/// thread, threading a state `S` (a hasher, a file) through. The thread exists only
+/// while batches keep coming (plus [`LINGER`]): a slow client does not hold a thread,
+/// and a fast one does not pay a thread wake-up per batch. At most [`DEPTH`] batches
+/// wait for a worker, which bounds the memory of an upload.
+struct Worker<S: Send + 'static> {
+    shared: Arc<WorkerShared<S>>,
+    permits: Arc<Semaphore>,
+    step: fn(&mut S, &[Bytes]) -> io::Result<()>,
 }
 
-impl InFlight {
-    fn spawn(mut file: File, mut hasher: Hasher, batch: Vec<Bytes>, at: u64, len: u64) -> Self {
-        let for_hash = batch.clone();
-        let hash = tokio::task::spawn_blocking(move || {
-            for b in &for_hash {
-                hasher.update(b);
-            }
-            hasher
-        });
-        let write = tokio::task::spawn_blocking(move || {
-            let r = write_all_bufs(&mut file, &batch).and_then(|()| {
-                start_writeback(&file, at, len);
-                file.metadata().map(|m| Stamp::of(&m))
-            });
-            (file, r)
-        });
-        InFlight { write, hash }
-    }
+struct WorkerShared<S> {
+    inner: Mutex<WorkerInner<S>>,
+    wake: Condvar,
+}
 
-    /// Waits for both halves; the hasher is `None` if it must be considered lost.
-    async fn finish(self) -> (Option<File>, Option<Hasher>, io::Result<Stamp>) {
-        let write = self.write.await;
-        let hasher = self.hash.await.ok();
-        match write {
-            Ok((file, r)) => (Some(file), hasher, r),
-            Err(e) => (None, hasher, Err(join_error(e))),
+struct WorkerInner<S> {
+    queue: VecDeque<(Batch, OwnedSemaphorePermit)>,
+    /// `None` only while a step runs, or for good after a step panicked.
+    state: Option<S>,
+    running: bool,
+    error: Option<io::Error>,
+}
+
+impl<S> WorkerShared<S> {
+    fn lock(&self) -> MutexGuard<'_, WorkerInner<S>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Batches waiting for one worker, at most.
+const DEPTH: u32 = 4;
+/// How long an idle worker thread waits for the next batch before it ends.
+const LINGER: Duration = Duration::from_millis(5);
+
+impl<S: Send + 'static> Worker<S> {
+    fn new(state: S, step: fn(&mut S, &[Bytes]) -> io::Result<()>) -> Self {
+        let inner = WorkerInner {
+            queue: VecDeque::new(),
+            state: Some(state),
+            running: false,
+            error: None,
+        };
+        Worker {
+            shared: Arc::new(WorkerShared {
+                inner: Mutex::new(inner),
+                wake: Condvar::new(),
+            }),
+            permits: Arc::new(Semaphore::new(DEPTH as usize)),
+            step,
         }
     }
+
+    /// Queues `batch`, waiting while [`DEPTH`] batches are queued. Fails with the error
+    /// of an earlier step, after which nothing more is processed.
+    async fn submit(&self, batch: Batch) -> io::Result<()> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| io::Error::other("blob store worker closed"))?;
+        let mut inner = self.shared.lock();
+        if let Some(e) = inner.error.take() {
+            return Err(e);
+        }
+        inner.queue.push_back((batch, permit));
+        if inner.running {
+            drop(inner);
+            self.shared.wake.notify_one();
+        } else {
+            inner.running = true;
+            drop(inner);
+            let (shared, step) = (self.shared.clone(), self.step);
+            tokio::task::spawn_blocking(move || work(&shared, step));
+        }
+        Ok(())
+    }
+
+    /// Waits until every queued batch is processed; returns the state (`None` if it was
+    /// lost to a panic) and the first error.
+    async fn finish(self) -> (Option<S>, io::Result<()>) {
+        // Permits come back only after a step's state is put back (or the queue dropped).
+        let _all = self.permits.acquire_many(DEPTH).await;
+        let mut inner = self.shared.lock();
+        let error = inner.error.take();
+        match (inner.state.take(), error) {
+            (state, Some(e)) => (state, Err(e)),
+            (None, None) => (None, Err(io::Error::other("blob store worker failed"))),
+            (state, None) => (state, Ok(())),
+        }
+    }
+}
+
+/// The body of a worker thread.
+fn work<S>(shared: &WorkerShared<S>, step: fn(&mut S, &[Bytes]) -> io::Result<()>) {
+    /// Leaves the worker restartable and its queue empty if a step panics.
+    struct OnUnwind<'a, S>(&'a WorkerShared<S>, bool);
+    impl<S> Drop for OnUnwind<'_, S> {
+        fn drop(&mut self) {
+            if !self.1 {
+                let mut inner = self.0.lock();
+                inner.running = false;
+                inner.queue.clear();
+                inner
+                    .error
+                    .get_or_insert_with(|| io::Error::other("blob store worker panicked"));
+            }
+        }
+    }
+    let mut on_unwind = OnUnwind(shared, false);
+    let mut inner = shared.lock();
+    loop {
+        if let Some((batch, permit)) = inner.queue.pop_front() {
+            let Some(mut state) = inner.state.take() else {
+                inner.queue.clear();
+                inner
+                    .error
+                    .get_or_insert_with(|| io::Error::other("blob store worker lost its state"));
+                continue;
+            };
+            drop(inner);
+            let result = step(&mut state, &batch);
+            drop(batch);
+            inner = shared.lock();
+            inner.state = Some(state);
+            if let Err(e) = result {
+                inner.error.get_or_insert(e);
+                inner.queue.clear();
+            }
+            drop(permit);
+        } else {
+            inner = match shared.wake.wait_timeout(inner, LINGER) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+            if inner.queue.is_empty() {
+                inner.running = false;
+                on_unwind.1 = true;
+                return;
+            }
+        }
+    }
+}
+
+/// The writing side of an append.
+struct Writer {
+    file: File,
+    /// Size of the file.
+    pos: u64,
+    /// The file after the last write.
+    stamp: Stamp,
+}
+
+/// Appends a batch and starts its writeback at once: when the client is slower than
+/// the disk (the usual case) the fsync at commit then finds little left to write.
+fn write_step(w: &mut Writer, batch: &[Bytes]) -> io::Result<()> {
+    write_all_bufs(&mut w.file, batch)?;
+    let len = batch.iter().map(|b| b.len() as u64).sum::<u64>();
+    start_writeback(&w.file, w.pos, len);
+    w.pos += len;
+    w.stamp = Stamp::of(&w.file.metadata()?);
+    Ok(())
+}
+
+fn hash_step(h: &mut Hasher, batch: &[Bytes]) -> io::Result<()> {
+    for b in batch {
+        h.update(b);
+    }
+    Ok(())
 }
 
 /// The body of [`FsBlobStore::append_upload`], run as its own task so that it completes
@@ -326,7 +465,7 @@ async fn append_task(
             let mut guard = guard;
             let (file, meta) = open_staged(&path, &id, true)?;
             let size = meta.len();
-            if size != offset && false {
+            if size != offset {
                 return Err(BlobError::OffsetMismatch { id, offset, size });
             }
             let state = hash_state(&file, &meta, guard.take())?;
@@ -336,17 +475,21 @@ async fn append_task(
         .map_err(join_error)??
     };
 
-    let HashState { mut stamp, hasher } = state;
-    let mut file = Some(file);
-    let mut hasher = Some(hasher);
+    let HashState { stamp, hasher } = state;
+    let writer = Worker::new(
+        Writer {
+            file,
+            pos: stamp.size,
+            stamp,
+        },
+        write_step,
+    );
+    let hashing = Worker::new(hasher, hash_step);
     let mut staged = stamp.size;
-    let mut in_flight: Option<InFlight> = None;
-    let batch_limit = tune("batch", BATCH as u64);
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batch_len = 0usize;
     let mut body_error = None;
     let mut io_error = None;
-
     loop {
         let end = match data.next().await {
             Some(Ok(b)) => {
@@ -362,53 +505,38 @@ async fn append_task(
             }
             None => true,
         };
-        if batch_len as u64 >= batch_limit || (end && batch_len > 0) {
-            if let Some(job) = in_flight.take() {
-                let (f, h, r) = job.finish().await;
-                file = f;
-                hasher = h;
-                match r {
-                    Ok(s) => stamp = s,
-                    Err(e) => {
-                        io_error = Some(e);
-                        break;
-                    }
-                }
-            }
-            let (Some(f), Some(h)) = (file.take(), hasher.take()) else {
-                io_error = Some(io::Error::other("hashing a staged upload failed"));
+        if batch_len >= BATCH || (end && batch_len > 0) {
+            let full = Arc::new(std::mem::take(&mut batch));
+            if let Err(e) = writer.submit(full.clone()).await {
+                io_error = Some(e);
                 break;
-            };
-            let len = batch_len as u64;
-            in_flight = Some(InFlight::spawn(f, h, std::mem::take(&mut batch), staged, len));
-            staged += len;
+            }
+            if let Err(e) = hashing.submit(full).await {
+                io_error = Some(e);
+                break;
+            }
+            staged += batch_len as u64;
             batch_len = 0;
         }
         if end {
             break;
         }
     }
-    if let Some(job) = in_flight.take() {
-        let (f, h, r) = job.finish().await;
-        file = f;
-        hasher = h;
-        match r {
-            Ok(s) => stamp = s,
-            Err(e) => {
-                io_error.get_or_insert(e);
-            }
-        }
-    }
-    drop(file);
-
-    if let Some(e) = io_error {
+    let (written, write_result) = writer.finish().await;
+    let (hasher, hash_result) = hashing.finish().await;
+    let result = write_result.and(hash_result);
+    if let Some(e) = io_error.or(result.err()) {
         // The file may hold part of a batch: leave the hash to be rebuilt from it.
         *guard = None;
         return Err(BlobError::Io(e));
     }
-    *guard = hasher
-        .filter(|_| stamp.size == staged)
-        .map(|hasher| HashState { stamp, hasher });
+    *guard = match (written, hasher) {
+        (Some(w), Some(hasher)) if w.stamp.size == staged && w.pos == staged => Some(HashState {
+            stamp: w.stamp,
+            hasher,
+        }),
+        _ => None,
+    };
     match body_error {
         Some(e) => Err(BlobError::Body(e)),
         None => Ok(staged),
@@ -491,9 +619,7 @@ impl BlobStore for FsBlobStore {
             let (file, meta) = open_staged(&path, &id_owned, false)?;
             let size = meta.len();
             let computed = match expected.algorithm() {
-                Algorithm::Sha256 => {
-                    hash_state(&file, &meta, guard.take())?.hasher.finish()
-                }
+                Algorithm::Sha256 => hash_state(&file, &meta, guard.take())?.hasher.finish(),
                 alg => {
                     let mut hasher = alg.hasher();
                     hash_range(&file, &mut hasher, 0, size)?;
@@ -640,7 +766,75 @@ impl BlobStore for FsBlobStore {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_id;
+    use super::{valid_id, Worker};
+    use bytes::Bytes;
+    use std::io;
+    use std::sync::Arc;
+
+    fn batch(i: u8) -> super::Batch {
+        Arc::new(vec![Bytes::from(vec![i])])
+    }
+
+    /// Records the batches it sees; fails on batch 3 and panics on batch 200.
+    fn step(seen: &mut Vec<u8>, batch: &[Bytes]) -> io::Result<()> {
+        match batch[0][0] {
+            3 => Err(io::Error::other("boom")),
+            200 => panic!("step panics (on purpose)"),
+            v => {
+                seen.push(v);
+                Ok(())
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn worker_runs_in_order_and_stops_at_first_error() {
+        let w = Worker::new(Vec::new(), step);
+        let failed_at = async {
+            for i in 0..100u8 {
+                if let Err(e) = w.submit(batch(i)).await {
+                    assert_eq!(e.to_string(), "boom");
+                    return Some(i);
+                }
+                if i == 1 {
+                    // Let the thread go idle and end, so it is started anew.
+                    tokio::time::sleep(super::LINGER * 4).await;
+                }
+            }
+            None
+        }
+        .await;
+        // Batch 3 failed; at most DEPTH more were queued (and dropped) before a
+        // submit saw the error.
+        let failed_at = failed_at.expect("the error reached submit");
+        assert!(
+            (4..=4 + super::DEPTH as u8).contains(&failed_at),
+            "{failed_at}"
+        );
+        let (state, result) = w.finish().await;
+        assert!(result.is_ok(), "the error was already reported");
+        assert_eq!(state.expect("state"), vec![0, 1, 2]);
+
+        let w = Worker::new(Vec::new(), step);
+        for i in 0..10u8 {
+            if i != 3 {
+                w.submit(batch(i)).await.expect("submit");
+            }
+        }
+        let (state, result) = w.finish().await;
+        assert!(result.is_ok());
+        assert_eq!(state.expect("state"), vec![0, 1, 2, 4, 5, 6, 7, 8, 9]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn worker_survives_a_panicking_step() {
+        let w = Worker::new(Vec::new(), step);
+        w.submit(batch(1)).await.expect("submit");
+        w.submit(batch(200)).await.expect("submit");
+        let (state, result) = w.finish().await;
+        assert!(state.is_none(), "the state is lost with the panic");
+        assert!(result.is_err());
+    }
 
     #[test]
     fn upload_ids() {

@@ -77,8 +77,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// `offset` bytes. Returns the staged size afterwards. If the body stream fails,
     /// the bytes received before the failure stay staged (the client can ask for the
     /// size and resume), and the error is returned.
-    async fn append_upload(&self, id: &str, offset: u64, data: ByteStream)
-        -> Result<u64, BlobError>;
+    async fn append_upload(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+    ) -> Result<u64, BlobError>;
 
     /// Number of bytes staged for upload `id`.
     async fn upload_size(&self, id: &str) -> Result<u64, BlobError>;
@@ -95,8 +99,11 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError>;
 
     /// Streams blob `digest`, or the byte `range` of it (end exclusive).
-    async fn read(&self, digest: &Digest, range: Option<Range<u64>>)
-        -> Result<ByteStream, BlobError>;
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, BlobError>;
 
     /// Removes blob `digest`. Only the garbage collector calls this (DESIGN.md §4).
     /// Absent blobs are not an error.

@@ -51,8 +51,11 @@ impl Run {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let nonce = nanos ^ (u64::from(std::process::id()) << 32)
-            ^ RUNS.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let nonce = nanos
+            ^ (u64::from(std::process::id()) << 32)
+            ^ RUNS
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         Run {
             nonce,
             next: AtomicU64::new(0),
@@ -65,7 +68,11 @@ impl Run {
 
     /// A fresh upload id.
     fn id(&self) -> String {
-        format!("{}{}", self.prefix(), self.next.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}{}",
+            self.prefix(),
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// `len` pseudo-random bytes, distinct for each `label` and each run.
@@ -159,9 +166,20 @@ async fn upload(store: &dyn BlobStore, id: &str, data: &[u8], chunk: usize, dige
         .append_upload(id, 0, chunked(data, chunk))
         .await
         .expect("append_upload");
-    assert_eq!(size, data.len() as u64, "append_upload returns the staged size");
-    let committed = store.commit_upload(id, digest).await.expect("commit_upload");
-    assert_eq!(committed, data.len() as u64, "commit_upload returns the blob size");
+    assert_eq!(
+        size,
+        data.len() as u64,
+        "append_upload returns the staged size"
+    );
+    let committed = store
+        .commit_upload(id, digest)
+        .await
+        .expect("commit_upload");
+    assert_eq!(
+        committed,
+        data.len() as u64,
+        "commit_upload returns the blob size"
+    );
 }
 
 fn assert_upload_unknown(r: Result<impl std::fmt::Debug, BlobError>, id: &str, what: &str) {
@@ -205,7 +223,10 @@ async fn multi_chunk_upload(store: &dyn BlobStore, run: &Run) {
     let digest = sha256(&data);
     let split = 1024 * 1024 + 7;
     store.start_upload(&id).await.expect("start_upload");
-    assert!(run.own_uploads(store).await.contains(&id), "started upload listed");
+    assert!(
+        run.own_uploads(store).await.contains(&id),
+        "started upload listed"
+    );
 
     // First request: uneven chunks, including an empty one.
     let first: Vec<io::Result<Bytes>> = vec![
@@ -219,7 +240,10 @@ async fn multi_chunk_upload(store: &dyn BlobStore, run: &Run) {
         .await
         .expect("first append");
     assert_eq!(size, split as u64);
-    assert_eq!(store.upload_size(&id).await.expect("upload_size"), split as u64);
+    assert_eq!(
+        store.upload_size(&id).await.expect("upload_size"),
+        split as u64
+    );
 
     // An empty append changes nothing.
     let size = store
@@ -234,16 +258,30 @@ async fn multi_chunk_upload(store: &dyn BlobStore, run: &Run) {
         .await
         .expect("second append");
     assert_eq!(size, data.len() as u64);
-    assert_eq!(store.stat(&digest).await.expect("stat"), None, "visible before commit");
+    assert_eq!(
+        store.stat(&digest).await.expect("stat"),
+        None,
+        "visible before commit"
+    );
 
     assert_eq!(
         store.commit_upload(&id, &digest).await.expect("commit"),
         data.len() as u64
     );
     assert_gone(store, run, &id, "multi-chunk: after commit").await;
-    assert_upload_unknown(store.commit_upload(&id, &digest).await, &id, "second commit");
-    assert_eq!(store.stat(&digest).await.expect("stat"), Some(data.len() as u64));
-    assert!(read_all(store, &digest, None).await == data, "read back differs");
+    assert_upload_unknown(
+        store.commit_upload(&id, &digest).await,
+        &id,
+        "second commit",
+    );
+    assert_eq!(
+        store.stat(&digest).await.expect("stat"),
+        Some(data.len() as u64)
+    );
+    assert!(
+        read_all(store, &digest, None).await == data,
+        "read back differs"
+    );
     store.delete(&digest).await.expect("delete");
 }
 
@@ -261,7 +299,10 @@ async fn unknown_upload(store: &dyn BlobStore, run: &Run) {
         &id,
         "commit of unknown upload",
     );
-    store.abort_upload(&id).await.expect("abort of unknown upload");
+    store
+        .abort_upload(&id)
+        .await
+        .expect("abort of unknown upload");
     assert!(!run.own_uploads(store).await.contains(&id));
 }
 
@@ -274,7 +315,10 @@ async fn offset_mismatch(store: &dyn BlobStore, run: &Run) {
         .await
         .expect("append");
     for bad in [0u64, 39, 41, 1000] {
-        match store.append_upload(&id, bad, chunked(&data[40..], 16)).await {
+        match store
+            .append_upload(&id, bad, chunked(&data[40..], 16))
+            .await
+        {
             Err(BlobError::OffsetMismatch {
                 id: got,
                 offset,
@@ -285,7 +329,11 @@ async fn offset_mismatch(store: &dyn BlobStore, run: &Run) {
             }
             other => panic!("append at {bad} over 40 staged bytes: {other:?}"),
         }
-        assert_eq!(store.upload_size(&id).await.expect("size"), 40, "mismatch staged bytes");
+        assert_eq!(
+            store.upload_size(&id).await.expect("size"),
+            40,
+            "mismatch staged bytes"
+        );
     }
     let size = store
         .append_upload(&id, 40, chunked(&data[40..], 16))
@@ -293,7 +341,10 @@ async fn offset_mismatch(store: &dyn BlobStore, run: &Run) {
         .expect("append at the right offset");
     assert_eq!(size, 100);
     let digest = sha256(&data);
-    assert_eq!(store.commit_upload(&id, &digest).await.expect("commit"), 100);
+    assert_eq!(
+        store.commit_upload(&id, &digest).await.expect("commit"),
+        100
+    );
     assert!(read_all(store, &digest, None).await == data);
     store.delete(&digest).await.expect("delete");
 }
@@ -308,11 +359,21 @@ async fn concurrent_appends_to_one_upload(store: &dyn BlobStore, run: &Run) {
         store.append_upload(&id, 0, chunked(&b, 8192)),
     );
     let winner = match (ra, rb) {
-        (Ok(n), Err(BlobError::OffsetMismatch { offset: 0, size, .. })) => {
+        (
+            Ok(n),
+            Err(BlobError::OffsetMismatch {
+                offset: 0, size, ..
+            }),
+        ) => {
             assert_eq!((n, size), (a.len() as u64, a.len() as u64));
             &a
         }
-        (Err(BlobError::OffsetMismatch { offset: 0, size, .. }), Ok(n)) => {
+        (
+            Err(BlobError::OffsetMismatch {
+                offset: 0, size, ..
+            }),
+            Ok(n),
+        ) => {
             assert_eq!((n, size), (b.len() as u64, b.len() as u64));
             &b
         }
@@ -323,7 +384,10 @@ async fn concurrent_appends_to_one_upload(store: &dyn BlobStore, run: &Run) {
         winner.len() as u64
     );
     let digest = sha256(winner);
-    store.commit_upload(&id, &digest).await.expect("commit winner");
+    store
+        .commit_upload(&id, &digest)
+        .await
+        .expect("commit winner");
     assert!(read_all(store, &digest, None).await == *winner);
     store.delete(&digest).await.expect("delete");
 }
@@ -346,8 +410,16 @@ async fn wrong_digest(store: &dyn BlobStore, run: &Run) {
         other => panic!("commit with a wrong digest: {other:?}"),
     }
     assert_gone(store, run, &id, "wrong digest: after failed commit").await;
-    assert_eq!(store.stat(&claimed).await.expect("stat"), None, "claimed blob");
-    assert_eq!(store.stat(&actual).await.expect("stat"), None, "actual blob");
+    assert_eq!(
+        store.stat(&claimed).await.expect("stat"),
+        None,
+        "claimed blob"
+    );
+    assert_eq!(
+        store.stat(&actual).await.expect("stat"),
+        None,
+        "actual blob"
+    );
     assert!(matches!(
         read_err(store, &actual, None).await,
         BlobError::BlobUnknown(_)
@@ -409,7 +481,11 @@ async fn range_reads(store: &dyn BlobStore, run: &Run) {
     for r in ok {
         let want = &data[r.start as usize..r.end as usize];
         let got = read_all(store, &digest, Some(r.clone())).await;
-        assert!(got == want, "range {r:?}: {} bytes, wrong content", got.len());
+        assert!(
+            got == want,
+            "range {r:?}: {} bytes, wrong content",
+            got.len()
+        );
     }
     let reversed = Range { start: 10, end: 5 };
     let bad: [Range<u64>; 4] = [size..size + 1, 0..size + 1, size + 10..size + 20, reversed];
@@ -494,7 +570,10 @@ async fn list_uploads(store: &dyn BlobStore, run: &Run) {
     assert_eq!(run.own_uploads(store).await, want);
     store.abort_upload(&a).await.expect("abort a");
     assert_eq!(run.own_uploads(store).await, vec![b.clone()]);
-    store.commit_upload(&b, &sha256(b"")).await.expect("commit b");
+    store
+        .commit_upload(&b, &sha256(b""))
+        .await
+        .expect("commit b");
     assert_eq!(run.own_uploads(store).await, Vec::<String>::new());
 }
 
@@ -502,7 +581,6 @@ async fn failing_body(store: &dyn BlobStore, run: &Run) {
     let id = run.id();
     let data = run.content("failing", 1_500_000);
     let digest = sha256(&data);
-    let (a, b) = (100_000, 1_200_003);
     store.start_upload(&id).await.expect("start_upload");
 
     // Failing at once stages nothing.
@@ -512,20 +590,29 @@ async fn failing_body(store: &dyn BlobStore, run: &Run) {
     }
     assert_eq!(store.upload_size(&id).await.expect("size"), 0);
 
-    // Failing midway keeps what came before the failure.
+    // Failing after a few small chunks keeps them.
     match store
-        .append_upload(&id, 0, failing(&[&data[..a], &data[a..b]]))
+        .append_upload(&id, 0, failing(&[&data[..1000], &data[1000..3000]]))
         .await
     {
         Err(BlobError::Body(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+        other => panic!("body failing after small chunks: {other:?}"),
+    }
+    assert_eq!(store.upload_size(&id).await.expect("size"), 3000);
+
+    // Resumed, and failing again after large and small chunks: all of them are kept.
+    let (a, b, c) = (100_000, 1_200_003, 1_250_000);
+    let chunks = [&data[3000..a], &data[a..b], &data[b..c]];
+    match store.append_upload(&id, 3000, failing(&chunks)).await {
+        Err(BlobError::Body(_)) => {}
         other => panic!("body failing midway: {other:?}"),
     }
-    assert_eq!(store.upload_size(&id).await.expect("size"), b as u64);
+    assert_eq!(store.upload_size(&id).await.expect("size"), c as u64);
     assert_eq!(store.stat(&digest).await.expect("stat"), None);
 
     // The client resumes from the staged size.
     let size = store
-        .append_upload(&id, b as u64, chunked(&data[b..], 40_000))
+        .append_upload(&id, c as u64, chunked(&data[c..], 40_000))
         .await
         .expect("resumed append");
     assert_eq!(size, data.len() as u64);
@@ -547,7 +634,10 @@ async fn concurrent_uploads_of_same_content(store: &dyn BlobStore, run: &Run) {
     );
     assert_gone(store, run, &a, "concurrent upload a").await;
     assert_gone(store, run, &b, "concurrent upload b").await;
-    assert_eq!(store.stat(&digest).await.expect("stat"), Some(data.len() as u64));
+    assert_eq!(
+        store.stat(&digest).await.expect("stat"),
+        Some(data.len() as u64)
+    );
     assert!(read_all(store, &digest, None).await == data);
     store.delete(&digest).await.expect("delete");
 }

@@ -92,7 +92,9 @@ async fn restart_continues_upload() {
         old.append_upload("up1", 0, body(&data[..1_234_567], 65536))
             .await
             .unwrap();
-        old.append_upload("up2", 0, body(&data, 65536)).await.unwrap();
+        old.append_upload("up2", 0, body(&data, 65536))
+            .await
+            .unwrap();
     }
     let new = FsBlobStore::open(dir.path()).unwrap();
     assert_eq!(new.list_uploads().await.unwrap(), vec!["up1", "up2"]);
@@ -218,7 +220,10 @@ async fn duplicate_start_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsBlobStore::open(dir.path()).unwrap();
     store.start_upload("dup").await.unwrap();
-    store.append_upload("dup", 0, body(b"abc", 3)).await.unwrap();
+    store
+        .append_upload("dup", 0, body(b"abc", 3))
+        .await
+        .unwrap();
     assert!(matches!(
         store.start_upload("dup").await,
         Err(BlobError::Io(ref e)) if e.kind() == io::ErrorKind::AlreadyExists
@@ -299,13 +304,23 @@ async fn dropped_append_finishes() {
     assert_eq!(store.commit_upload("drop", &digest).await.unwrap(), size);
 }
 
-fn gib_body(len: usize, chunk: usize) -> ByteStream {
+/// `len` bytes in `chunk`-byte chunks, at about `rate` bytes per second (0: at once), as
+/// a client on a network of that speed would send them.
+fn gib_body(len: usize, chunk: usize, rate: f64) -> ByteStream {
     let block = Bytes::from(content(6, 1 << 20));
-    let chunks = (0..len / chunk).map(move |i| {
+    let start = tokio::time::Instant::now();
+    let chunks = stream::iter(0..len / chunk).then(move |i| {
         let at = (i * chunk) % block.len();
-        Ok(block.slice(at..at + chunk))
+        let c = block.slice(at..at + chunk);
+        async move {
+            if rate > 0.0 && i % 64 == 0 {
+                let due = std::time::Duration::from_secs_f64((i * chunk) as f64 / rate);
+                tokio::time::sleep_until(start + due).await;
+            }
+            Ok(c)
+        }
     });
-    Box::pin(stream::iter(chunks))
+    Box::pin(chunks)
 }
 
 /// User + system CPU seconds of this process so far.
@@ -327,10 +342,10 @@ struct Timing {
     read: f64,
 }
 
-async fn timed_upload(root: &Path, len: usize, chunk: usize) -> Timing {
+async fn timed_upload(root: &Path, len: usize, chunk: usize, rate: f64) -> Timing {
     let store = FsBlobStore::open(root).unwrap();
     let mut hasher = Algorithm::Sha256.hasher();
-    let mut s = gib_body(len, chunk);
+    let mut s = gib_body(len, chunk, 0.0);
     while let Some(c) = s.next().await {
         hasher.update(&c.unwrap());
     }
@@ -338,14 +353,22 @@ async fn timed_upload(root: &Path, len: usize, chunk: usize) -> Timing {
     let (t0, c0) = (Instant::now(), cpu_seconds());
     store.start_upload("bench").await.unwrap();
     store
-        .append_upload("bench", 0, gib_body(len, chunk))
+        .append_upload("bench", 0, gib_body(len, chunk, rate))
         .await
         .unwrap();
     let append = t0.elapsed().as_secs_f64();
     let append_cpu = cpu_seconds() - c0;
     let t1 = Instant::now();
-    store.commit_upload("bench", &digest).await.unwrap();
+    let committed = store.commit_upload("bench", &digest).await;
     let commit = t1.elapsed().as_secs_f64();
+    if committed.is_err() {
+        return Timing {
+            append,
+            append_cpu,
+            commit,
+            read: 0.0,
+        };
+    }
 
     let t2 = Instant::now();
     let mut s = store.read(&digest, None).await.unwrap();
@@ -375,9 +398,11 @@ async fn bench_1gib_upload() {
         .split(',')
         .map(|c| c.parse().unwrap())
         .collect();
+    let rate: f64 =
+        std::env::var("BENCH_RATE_MBPS").map_or(0.0, |r| r.parse::<f64>().unwrap() * 1e6);
     for chunk in chunks {
         for _ in 0..2 {
-            let t = timed_upload(dir.path(), len, chunk).await;
+            let t = timed_upload(dir.path(), len, chunk, rate).await;
             println!(
                 "1 GiB in {} KiB chunks: append {:.3} s ({:.2} s CPU), commit {:.3} s, total {:.3} s; read {:.3} s ({:.2} GB/s)",
                 chunk >> 10,

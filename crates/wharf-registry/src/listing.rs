@@ -1,6 +1,6 @@
 //! Listings: `_catalog`, tags, and referrers.
 
-use crate::blobs::{or_name_unknown, parse_digest};
+use crate::blobs::parse_digest;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::uploads::query;
 use crate::Registry;
@@ -114,10 +114,8 @@ pub async fn referrers(
         .meta()
         .referrers(name, &digest, filter.map(String::as_str))
         .await?;
-    if refs.is_empty() && reg.meta().get_repository(name).await?.is_none() {
-        let err = ApiError::new(StatusCode::NOT_FOUND, Code::NameUnknown, String::new());
-        return Err(or_name_unknown(reg, name, err).await);
-    }
+    // The spec forbids 404 here (clients read it as "no referrers API"), so an unknown
+    // repository or subject is an empty index.
     let manifests: Vec<Value> = refs
         .into_iter()
         .map(|r| {

@@ -79,7 +79,7 @@ pub async fn get(reg: &Registry, name: &str, reference: &str, req: Request) -> A
         return Err(or_name_unknown(reg, name, err).await);
     };
     if let Some(accepted) = accepted_types(req.headers()) {
-        if !accepted.iter().any(|t| *t == m.media_type) {
+        if !accepted.contains(&m.media_type) {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 Code::ManifestUnknown,
@@ -111,6 +111,21 @@ fn manifest_response(m: ManifestRecord, head: bool) -> Response {
     }
 }
 
+/// How much of an oversized manifest body is read before refusing it.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+async fn drain(body: Body, limit: usize) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > limit {
+            break;
+        }
+    }
+}
+
 /// `PUT`: verifies and stores a manifest, and tags it when pushed by tag.
 pub async fn put(reg: &Registry, name: &str, reference: &str, req: Request) -> ApiResult<Response> {
     let reference = parse_reference(reference)?;
@@ -126,6 +141,9 @@ pub async fn put(reg: &Registry, name: &str, reference: &str, req: Request) -> A
     if let Some(len) = header(req.headers(), "content-length").and_then(|v| v.parse::<usize>().ok())
     {
         if len > max {
+            // Read (and drop) a bounded amount of the body first, so that clients which
+            // write the whole body before reading see the 413 instead of a reset.
+            drain(req.into_body(), DRAIN_LIMIT).await;
             return Err(too_large());
         }
     }
