@@ -251,6 +251,22 @@ impl ClientEnv {
         out.stdout
     }
 
+    /// Asserts that the registry serves exactly `want` for `reference`.
+    fn assert_manifest(&self, reference: &str, want: &[u8]) {
+        let got = self.raw_manifest(reference);
+        assert!(
+            got == want,
+            "{reference}: the registry serves other bytes than were pushed\n\
+             got  {} bytes, {}:\n{}\nwant {} bytes, {}:\n{}",
+            got.len(),
+            sha256(&got),
+            String::from_utf8_lossy(&got),
+            want.len(),
+            sha256(want),
+            String::from_utf8_lossy(want)
+        );
+    }
+
     /// `skopeo copy` from an OCI layout to the registry.
     fn push(&self, layout: &Path, tag: &str, dest: &str, all: bool) {
         let mut c = self.skopeo();
@@ -587,13 +603,13 @@ fn skopeo_copy_inspect_list_delete() {
     env.push(&fx.dir, "multi", &reg.docker_ref(&repo, "multi"), true);
 
     // The registry serves exactly the bytes that were pushed, by tag and by digest.
-    assert!(env.raw_manifest(&reg.docker_ref(&repo, "v1")) == fx.v1.manifest);
-    assert!(env.raw_manifest(&reg.docker_ref(&repo, &fx.v1.digest)) == fx.v1.manifest);
-    assert!(env.raw_manifest(&reg.docker_ref(&repo, "v2")) == fx.v2.manifest);
-    assert!(env.raw_manifest(&reg.docker_ref(&repo, "multi")) == fx.index);
-    assert!(env.raw_manifest(&reg.docker_ref(&repo, &fx.index_digest)) == fx.index);
-    assert!(env.raw_manifest(&reg.docker_ref(&repo, &fx.amd64.digest)) == fx.amd64.manifest);
-    assert!(env.raw_manifest(&reg.docker_ref(&repo, &fx.arm64.digest)) == fx.arm64.manifest);
+    env.assert_manifest(&reg.docker_ref(&repo, "v1"), &fx.v1.manifest);
+    env.assert_manifest(&reg.docker_ref(&repo, &fx.v1.digest), &fx.v1.manifest);
+    env.assert_manifest(&reg.docker_ref(&repo, "v2"), &fx.v2.manifest);
+    env.assert_manifest(&reg.docker_ref(&repo, "multi"), &fx.index);
+    env.assert_manifest(&reg.docker_ref(&repo, &fx.index_digest), &fx.index);
+    env.assert_manifest(&reg.docker_ref(&repo, &fx.amd64.digest), &fx.amd64.manifest);
+    env.assert_manifest(&reg.docker_ref(&repo, &fx.arm64.digest), &fx.arm64.manifest);
 
     // The parsed view: digest, platform, layers, and the config blob.
     let info: Value = serde_json::from_str(&ok(env.skopeo().args([
@@ -682,8 +698,8 @@ fn skopeo_copy_inspect_list_delete() {
     ]));
     assert_mentions(&err, &["manifest unknown"]);
     assert_eq!(tags(&env, &reg, &repo), set(&["multi", "v1"]));
-    assert!(env.raw_manifest(&reg.docker_ref(&repo, "v1")) == fx.v1.manifest);
-    assert!(env.raw_manifest(&reg.docker_ref(&repo, "multi")) == fx.index);
+    env.assert_manifest(&reg.docker_ref(&repo, "v1"), &fx.v1.manifest);
+    env.assert_manifest(&reg.docker_ref(&repo, "multi"), &fx.index);
 
     // Errors as skopeo reports them.
     let err = fails(env.skopeo().args([
@@ -801,10 +817,7 @@ fn podman_pull_tag_push_rmi() {
         pushed,
         "the registry's manifest for {copied} is not the one podman pushed"
     );
-    assert!(
-        env.raw_manifest(&reg.docker_ref(&copy, &pushed)) == served,
-        "by digest"
-    );
+    env.assert_manifest(&reg.docker_ref(&copy, &pushed), &served);
     // The image itself is unchanged: same config (hence same layer diff_ids).
     let config = ok(env.skopeo().args([
         "inspect",
@@ -1075,7 +1088,7 @@ fn skopeo_push_needs_repo_without_create_on_push() {
         .arg(format!("oci:{}:v1", fx.dir.display()))
         .arg(reg.docker_ref(repo, "v1"));
     let err = fails(&mut c);
-    assert_mentions(&err, &["name unknown", "repository", "not found", "denied"]);
+    assert_mentions(&err, &["name unknown"]);
 
     // Created with the CLI while the server runs: the push goes through.
     ok(Command::new(common::wharf_bin())
@@ -1086,5 +1099,5 @@ fn skopeo_push_needs_repo_without_create_on_push() {
         .arg(&data_dir));
     assert!(list.lines().any(|l| l.contains(repo)), "{list}");
     env.push(&fx.dir, "v1", &reg.docker_ref(repo, "v1"), false);
-    assert!(env.raw_manifest(&reg.docker_ref(repo, "v1")) == fx.v1.manifest);
+    env.assert_manifest(&reg.docker_ref(repo, "v1"), &fx.v1.manifest);
 }

@@ -672,3 +672,111 @@ pub fn tags_of(r: &Resp) -> Vec<String> {
         _ => panic!("tags is not an array:\n{}", r.describe()),
     }
 }
+
+/// A response read by [`raw_http`].
+pub struct RawResp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} headers: {:?} body: {}",
+            self.status,
+            self.headers,
+            String::from_utf8_lossy(&self.body[..self.body.len().min(600)])
+        )
+    }
+}
+
+/// Sends one HTTP/1.1 request over a raw TCP connection, reading the response while
+/// the body is still being written (as curl does), so a server that answers early and
+/// closes the connection is still heard. With `chunked`, the body is sent with
+/// `Transfer-Encoding: chunked`, otherwise with `Content-Length`.
+pub async fn raw_http(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    chunked: bool,
+) -> Result<RawResp, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(host)
+        .await
+        .map_err(|e| format!("connect {host}: {e}"))?;
+    let (mut rd, mut wr) = stream.into_split();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let mut payload = Vec::new();
+    if chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+        for c in body.chunks(64 * 1024) {
+            payload.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            payload.extend_from_slice(c);
+            payload.extend_from_slice(b"\r\n");
+        }
+        payload.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        payload.extend_from_slice(body);
+    }
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        for c in payload.chunks(64 * 1024) {
+            wr.write_all(c).await?;
+        }
+        wr.flush().await?;
+        // Keep the write half open: dropping it half-closes the socket, which the
+        // server reads as the client going away before the response.
+        std::future::pending::<()>().await;
+        Ok::<(), std::io::Error>(())
+    });
+    let mut buf = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(60), rd.read_to_end(&mut buf)).await;
+    writer.abort();
+    if buf.is_empty() {
+        return Err(format!("no response ({read:?})"));
+    }
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("incomplete response: {:?}", String::from_utf8_lossy(&buf)))?;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    if let Some(len) = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        body.truncate(len);
+    }
+    Ok(RawResp {
+        status,
+        headers,
+        body,
+    })
+}
