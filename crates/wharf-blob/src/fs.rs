@@ -34,16 +34,14 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
-use tokio_util::io::ReaderStream;
 use wharf_oci::{Algorithm, Digest, Hasher};
 
 /// Body bytes gathered before a batch is handed to the hashing and writing threads.
 const BATCH: usize = 1 << 20;
 /// Chunk size of blob reads.
-const READ_CHUNK: usize = 256 << 10;
+const READ_CHUNK: usize = 1 << 20;
 /// Buffer size when re-reading a staged file to rebuild a hash.
 const REHASH_BUF: usize = 1 << 20;
 /// Longest accepted upload id.
@@ -709,7 +707,7 @@ impl BlobStore for FsBlobStore {
         digest: &Digest,
         range: Option<Range<u64>>,
     ) -> Result<ByteStream, BlobError> {
-        let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
+        let file = match tokio::fs::File::open(self.blob_path(digest)).await {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(BlobError::BlobUnknown(digest.clone()))
@@ -728,12 +726,8 @@ impl BlobStore for FsBlobStore {
                 })
             }
         };
-        if start > 0 {
-            file.seek(io::SeekFrom::Start(start)).await?;
-        }
-        file.set_max_buf_size(READ_CHUNK);
-        let stream = ReaderStream::with_capacity(file.take(end - start), READ_CHUNK);
-        Ok(Box::pin(stream))
+        let file = file.into_std().await;
+        Ok(read_stream(file, start, end))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
@@ -762,6 +756,35 @@ impl BlobStore for FsBlobStore {
         .map_err(join_error)??;
         Ok(ids)
     }
+}
+
+/// Streams `start..end` of `file`, read by one blocking task that runs ahead of the
+/// consumer by a few chunks (one task per read, not one per chunk).
+fn read_stream(mut file: std::fs::File, start: u64, end: u64) -> ByteStream {
+    use std::io::{Read, Seek};
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        if start > 0 {
+            if let Err(e) = file.seek(io::SeekFrom::Start(start)) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        }
+        let mut left = end - start;
+        while left > 0 {
+            let n = left.min(READ_CHUNK as u64) as usize;
+            let mut buf = vec![0u8; n];
+            let item = file.read_exact(&mut buf).map(|_| Bytes::from(buf));
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+            left -= n as u64;
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 #[cfg(test)]
