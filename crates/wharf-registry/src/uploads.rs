@@ -186,7 +186,13 @@ pub async fn start(reg: &Registry, name: &str, req: Request) -> ApiResult<Respon
     match digest {
         Some(digest) if mount.is_none() => {
             let (parts, body) = req.into_parts();
-            finish_upload(reg, name, &id, &digest, &parts.headers, body).await
+            let result = finish_upload(reg, name, &id, &digest, &parts.headers, body).await;
+            if result.is_err() {
+                // The client holds no Location for this session: do not leave it behind.
+                reg.blobs().abort_upload(&id).await?;
+                reg.meta().delete_upload(&id).await?;
+            }
+            result
         }
         _ => Ok(upload_response(StatusCode::ACCEPTED, name, &id, 0)),
     }

@@ -150,3 +150,50 @@ fn reads_a_toml_config_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listn"), "unknown key not named: {err}");
 }
+
+#[test]
+fn blob_size_limit_is_a_clear_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wharf.toml");
+    std::fs::write(&cfg, "max_blob_bytes = 1000\n").unwrap();
+    let srv = common::Server::start_with(&["--config", cfg.to_str().unwrap()]);
+    let data = vec![1u8; 2000];
+    let digest = wharf_oci::Algorithm::Sha256.digest(&data).to_string();
+    let file = dir.path().join("blob");
+    std::fs::write(&file, &data).unwrap();
+    let (out, _) = curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &srv.at(&format!("/v2/limits/blobs/uploads/?digest={digest}")),
+    ]);
+    assert!(
+        out.ends_with("413"),
+        "oversized blob not refused with 413: {out}"
+    );
+    assert!(
+        out.contains("SIZE_INVALID") && out.contains("1000 bytes"),
+        "{out}"
+    );
+    let (head, _) = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-I",
+        &srv.at(&format!("/v2/limits/blobs/{digest}")),
+    ]);
+    assert_eq!(head, "404", "an oversized blob became visible");
+    let staged: Vec<_> = std::fs::read_dir(srv.data_dir.join("uploads"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        staged.is_empty(),
+        "refused monolithic upload left {staged:?}"
+    );
+}
