@@ -76,15 +76,17 @@ fi
 # ---------------------------------------------------------------------------
 # Python packages (pip)
 # ---------------------------------------------------------------------------
-# (issue: ECR API tests) add e.g. "awscli" here; each entry is
-# "import-or-command-name=pip-requirement".
+# Each entry is "command-or-python-module=pip-requirement"; installed when
+# neither the command nor the module is there.
 PIP_PACKAGES=(
+  aws=awscli          # the real AWS CLI, for the ECR API tests
+  boto3=boto3         # boto3/botocore: SigV4 signing in the auth tests
 )
 
 for entry in ${PIP_PACKAGES[@]+"${PIP_PACKAGES[@]}"}; do
   cmd=${entry%%=*}
   req=${entry#*=}
-  if ! command -v "$cmd" >/dev/null 2>&1; then
+  if ! command -v "$cmd" >/dev/null 2>&1 && ! python3 -c "import $cmd" >/dev/null 2>&1; then
     log "installing pip package: $req"
     quiet python3 -m pip install --quiet --disable-pip-version-check "$req"
   fi

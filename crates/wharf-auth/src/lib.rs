@@ -1,0 +1,7 @@
+//! Authentication of requests to Wharf's AWS-compatible APIs.
+//!
+//! [`sigv4`] verifies AWS Signature Version 4 (header and query-string forms) exactly
+//! as AWS SDKs and the AWS CLI compute it. Looking up the secret for an access key and
+//! deciding what the caller may do belong to the IAM layer above.
+
+pub mod sigv4;
