@@ -42,6 +42,21 @@ pub enum MetaError {
         /// Manifests it holds.
         manifests: u64,
     },
+    /// The tag exists, points elsewhere, and the repository's tags are immutable.
+    #[error("the image tag {tag:?} already exists in the {repository:?} repository and cannot be overwritten because {why}; it points to {current}, so push under a new tag")]
+    TagImmutable {
+        /// Repository name.
+        repository: String,
+        /// The tag.
+        tag: String,
+        /// What the tag points to now.
+        current: Digest,
+        /// Which setting makes it immutable.
+        why: String,
+    },
+    /// The repository settings given are not valid.
+    #[error("{0}")]
+    InvalidSetting(String),
     /// A manifest references a blob the repository does not hold.
     #[error("blob {digest} referenced by the manifest is not in repository {repository:?}; push the blob first")]
     MissingBlob {
@@ -70,6 +85,137 @@ pub struct Repository {
     pub name: String,
     /// When it was created.
     pub created_at: Millis,
+    /// Whether its tags may be moved.
+    pub tag_policy: TagPolicy,
+}
+
+/// ECR's `imageTagMutability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TagMutability {
+    /// Tags may move (the default).
+    #[default]
+    Mutable,
+    /// No tag may move.
+    Immutable,
+    /// No tag may move, except tags matching an exclusion filter.
+    ImmutableWithExclusion,
+    /// Tags may move, except tags matching an exclusion filter.
+    MutableWithExclusion,
+}
+
+impl TagMutability {
+    /// ECR's name for the setting.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagMutability::Mutable => "MUTABLE",
+            TagMutability::Immutable => "IMMUTABLE",
+            TagMutability::ImmutableWithExclusion => "IMMUTABLE_WITH_EXCLUSION",
+            TagMutability::MutableWithExclusion => "MUTABLE_WITH_EXCLUSION",
+        }
+    }
+
+    /// Parses ECR's name.
+    pub fn parse(s: &str) -> Option<TagMutability> {
+        Some(match s {
+            "MUTABLE" => TagMutability::Mutable,
+            "IMMUTABLE" => TagMutability::Immutable,
+            "IMMUTABLE_WITH_EXCLUSION" => TagMutability::ImmutableWithExclusion,
+            "MUTABLE_WITH_EXCLUSION" => TagMutability::MutableWithExclusion,
+            _ => return None,
+        })
+    }
+}
+
+/// Tag mutability with its exclusion filters (wildcards where `*` matches any run of
+/// characters).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TagPolicy {
+    /// The setting.
+    pub mutability: TagMutability,
+    /// Exclusion filters; used only by the `*_WITH_EXCLUSION` settings.
+    pub exclusion_filters: Vec<String>,
+}
+
+impl TagPolicy {
+    /// Checks the filters as ECR does: 1–5 filters of `[0-9a-zA-Z._*-]{1,128}` with the
+    /// `*_WITH_EXCLUSION` settings, none otherwise.
+    pub fn validate(&self) -> Result<(), String> {
+        let with_exclusion = matches!(
+            self.mutability,
+            TagMutability::ImmutableWithExclusion | TagMutability::MutableWithExclusion
+        );
+        if with_exclusion && self.exclusion_filters.is_empty() {
+            return Err(format!(
+                "imageTagMutabilityExclusionFilters are required when imageTagMutability is {}",
+                self.mutability.as_str()
+            ));
+        }
+        if !with_exclusion && !self.exclusion_filters.is_empty() {
+            return Err(format!(
+                "imageTagMutabilityExclusionFilters are only allowed with IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION, not {}",
+                self.mutability.as_str()
+            ));
+        }
+        if self.exclusion_filters.len() > 5 {
+            return Err(format!(
+                "at most 5 imageTagMutabilityExclusionFilters are allowed ({} given)",
+                self.exclusion_filters.len()
+            ));
+        }
+        for f in &self.exclusion_filters {
+            let ok = !f.is_empty()
+                && f.len() <= 128
+                && f.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._*-".contains(&b));
+            if !ok {
+                return Err(format!(
+                    "exclusion filter {f:?} must be 1-128 characters of letters, digits, '.', '_', '-' and '*'"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The exclusion filter `tag` matches, if any.
+    pub fn matching_filter(&self, tag: &str) -> Option<&str> {
+        self.exclusion_filters
+            .iter()
+            .find(|f| wildcard_match(f.as_bytes(), tag.as_bytes()))
+            .map(String::as_str)
+    }
+
+    /// True when an existing `tag` may not be moved to another manifest.
+    pub fn is_immutable(&self, tag: &str) -> bool {
+        match self.mutability {
+            TagMutability::Mutable => false,
+            TagMutability::Immutable => true,
+            TagMutability::ImmutableWithExclusion => self.matching_filter(tag).is_none(),
+            TagMutability::MutableWithExclusion => self.matching_filter(tag).is_some(),
+        }
+    }
+}
+
+/// `*` matches any run of bytes; everything else matches itself.
+fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == b'*')
 }
 
 /// An upload session.
@@ -167,12 +313,61 @@ pub struct Referrer {
 /// reads, lists and deletes there answer `None`, empty or `false`. Unlinking a blob
 /// or deleting a manifest that is still referenced is allowed; the edge rows stay for
 /// the garbage collector to read. Blob records outlive every link.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_and_policies() {
+        assert!(wildcard_match(b"latest*", b"latest-dev"));
+        assert!(wildcard_match(b"*-dev", b"1.0-dev"));
+        assert!(wildcard_match(b"a*b*c", b"a-x-b-y-c"));
+        assert!(!wildcard_match(b"a*b*c", b"a-x-b-y"));
+        assert!(wildcard_match(b"exact", b"exact"));
+        assert!(!wildcard_match(b"exact", b"exactly"));
+        let p = TagPolicy {
+            mutability: TagMutability::ImmutableWithExclusion,
+            exclusion_filters: vec!["latest".into(), "dev-*".into()],
+        };
+        assert!(p.validate().is_ok());
+        assert!(!p.is_immutable("latest"));
+        assert!(!p.is_immutable("dev-123"));
+        assert!(p.is_immutable("1.0"));
+        let p = TagPolicy {
+            mutability: TagMutability::MutableWithExclusion,
+            exclusion_filters: vec!["v*".into()],
+        };
+        assert!(p.is_immutable("v1") && !p.is_immutable("latest"));
+        assert!(TagPolicy {
+            mutability: TagMutability::Immutable,
+            exclusion_filters: vec!["x".into()]
+        }
+        .validate()
+        .is_err());
+        assert!(TagPolicy {
+            mutability: TagMutability::MutableWithExclusion,
+            exclusion_filters: vec![]
+        }
+        .validate()
+        .is_err());
+        assert!(TagPolicy {
+            mutability: TagMutability::MutableWithExclusion,
+            exclusion_filters: vec!["a b".into()]
+        }
+        .validate()
+        .is_err());
+    }
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Creates a repository.
     async fn create_repository(&self, name: &str) -> Result<Repository, MetaError>;
     /// Returns the repository, creating it if missing (create-on-push).
     async fn ensure_repository(&self, name: &str) -> Result<Repository, MetaError>;
+    /// Sets a repository's tag mutability (validated with [`TagPolicy::validate`]).
+    async fn set_tag_policy(&self, name: &str, policy: &TagPolicy)
+        -> Result<Repository, MetaError>;
     /// Looks a repository up.
     async fn get_repository(&self, name: &str) -> Result<Option<Repository>, MetaError>;
     /// Up to `limit` repositories with names after `after`.
@@ -224,7 +419,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn stale_uploads(&self, before: Millis) -> Result<Vec<Upload>, MetaError>;
 
     /// Stores a manifest (if new) and points `tag` at it, checking in the same
-    /// transaction that every blob and child it references is in the repository.
+    /// transaction that every blob and child it references is in the repository and
+    /// that the repository's tag policy lets the tag move ([`MetaError::TagImmutable`]).
     async fn put_manifest(
         &self,
         repository: &str,

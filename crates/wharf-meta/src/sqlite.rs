@@ -14,7 +14,7 @@
 
 use crate::{
     now_millis, ManifestRecord, MetaError, MetadataStore, Millis, NewManifest, PutOutcome,
-    Reference, Referrer, Repository, Upload,
+    Reference, Referrer, Repository, TagMutability, TagPolicy, Upload,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -116,6 +116,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX uploads_repository ON uploads(repository_id);
     CREATE INDEX uploads_updated ON uploads(updated_at);
     "#,
+    // 2: tag mutability per repository.
+    r#"
+    ALTER TABLE repositories ADD COLUMN tag_mutability TEXT NOT NULL DEFAULT 'MUTABLE';
+    ALTER TABLE repositories ADD COLUMN tag_exclusion_filters TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 // Queries of the read paths, named so their plans can be checked (see the tests).
@@ -148,9 +153,9 @@ const TAGS_AFTER: &str = "
     SELECT t.name FROM repositories r JOIN tags t ON t.repository_id = r.id
     WHERE r.name = ?1 AND t.name > ?2
     ORDER BY t.name LIMIT ?3";
-const REPOSITORIES_FIRST: &str = "SELECT name, created_at FROM repositories ORDER BY name LIMIT ?1";
+const REPOSITORIES_FIRST: &str = "SELECT name, created_at, tag_mutability, tag_exclusion_filters FROM repositories ORDER BY name LIMIT ?1";
 const REPOSITORIES_AFTER: &str =
-    "SELECT name, created_at FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2";
+    "SELECT name, created_at, tag_mutability, tag_exclusion_filters FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2";
 /// Size of a blob if the named repository links it.
 const REPOSITORY_BLOB: &str = "
     SELECT b.size FROM repositories r
@@ -375,17 +380,12 @@ fn require_repository(conn: &Connection, name: &str) -> Result<i64, MetaError> {
 }
 
 fn get_repository_row(conn: &Connection, name: &str) -> Result<Option<Repository>, MetaError> {
-    conn.prepare_cached("SELECT name, created_at FROM repositories WHERE name = ?1")
-        .and_then(|mut st| {
-            st.query_row([name], |r| {
-                Ok(Repository {
-                    name: r.get(0)?,
-                    created_at: r.get(1)?,
-                })
-            })
-            .optional()
-        })
-        .ctx(&format!("reading repository {name:?}"))
+    conn.prepare_cached(
+        "SELECT name, created_at, tag_mutability, tag_exclusion_filters
+         FROM repositories WHERE name = ?1",
+    )
+    .and_then(|mut st| st.query_row([name], repository_row).optional())
+    .ctx(&format!("reading repository {name:?}"))
 }
 
 fn insert_repository(tx: &Transaction<'_>, name: &str) -> Result<Repository, MetaError> {
@@ -396,6 +396,26 @@ fn insert_repository(tx: &Transaction<'_>, name: &str) -> Result<Repository, Met
     Ok(Repository {
         name: name.to_string(),
         created_at,
+        tag_policy: TagPolicy::default(),
+    })
+}
+
+/// A `repositories` row selected as (name, created_at, tag_mutability,
+/// tag_exclusion_filters).
+fn repository_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Repository> {
+    let mutability: String = r.get(2)?;
+    let filters: String = r.get(3)?;
+    Ok(Repository {
+        name: r.get(0)?,
+        created_at: r.get(1)?,
+        tag_policy: TagPolicy {
+            mutability: TagMutability::parse(&mutability).unwrap_or_default(),
+            exclusion_filters: filters
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect(),
+        },
     })
 }
 
@@ -546,6 +566,34 @@ fn put_manifest_tx(
             )
             .and_then(|mut st| st.query_row(params![repo, tag], |r| r.get(0)).optional())
             .ctx(&ctx("reading the tag"))?;
+        if let Some(current) = old.as_deref().filter(|o| *o != digest) {
+            let policy = tx
+                .prepare_cached(
+                    "SELECT name, created_at, tag_mutability, tag_exclusion_filters
+                     FROM repositories WHERE id = ?1",
+                )
+                .and_then(|mut st| st.query_row([repo], repository_row))
+                .ctx(&ctx("reading the tag policy"))?
+                .tag_policy;
+            if policy.is_immutable(tag) {
+                let why = match (policy.mutability, policy.matching_filter(tag)) {
+                    (TagMutability::MutableWithExclusion, Some(f)) => format!(
+                        "the repository is MUTABLE_WITH_EXCLUSION and the tag matches the immutable filter {f:?}"
+                    ),
+                    (TagMutability::ImmutableWithExclusion, _) => format!(
+                        "the repository is IMMUTABLE_WITH_EXCLUSION and the tag matches none of the mutable filters {:?}",
+                        policy.exclusion_filters
+                    ),
+                    _ => "the repository is immutable".to_string(),
+                };
+                return Err(MetaError::TagImmutable {
+                    repository: repository.to_string(),
+                    tag: tag.to_string(),
+                    current: parse_digest(current)?,
+                    why,
+                });
+            }
+        }
         if old.as_deref() != Some(digest.as_str()) {
             tx.prepare_cached(
                 "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
@@ -591,6 +639,37 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn set_tag_policy(
+        &self,
+        name: &str,
+        policy: &TagPolicy,
+    ) -> Result<Repository, MetaError> {
+        policy.validate().map_err(MetaError::InvalidSetting)?;
+        let name = name.to_string();
+        let policy = policy.clone();
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE repositories SET tag_mutability = ?2, tag_exclusion_filters = ?3
+                     WHERE name = ?1",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        name,
+                        policy.mutability.as_str(),
+                        policy.exclusion_filters.join(",")
+                    ])
+                })
+                .ctx(&format!("setting the tag policy of {name:?}"))?;
+            if changed == 0 {
+                return Err(MetaError::RepositoryNotFound(name.clone()));
+            }
+            get_repository_row(tx, &name)?
+                .ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))
+        })
+        .await
+    }
+
     async fn get_repository(&self, name: &str) -> Result<Option<Repository>, MetaError> {
         let name = name.to_string();
         self.read(move |conn| get_repository_row(conn, &name)).await
@@ -603,12 +682,7 @@ impl MetadataStore for SqliteStore {
     ) -> Result<Vec<Repository>, MetaError> {
         let after = after.map(str::to_string);
         self.read(move |conn| {
-            let row = |r: &rusqlite::Row<'_>| {
-                Ok(Repository {
-                    name: r.get(0)?,
-                    created_at: r.get(1)?,
-                })
-            };
+            let row = repository_row;
             let limit = limit_param(limit);
             match &after {
                 Some(after) => conn

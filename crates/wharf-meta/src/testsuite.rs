@@ -27,7 +27,7 @@
 
 use crate::{
     now_millis, ManifestRecord, MetaError, MetadataStore, Millis, NewManifest, PutOutcome,
-    Reference, Referrer, Repository, Upload,
+    Reference, Referrer, Repository, TagMutability, TagPolicy, Upload,
 };
 use bytes::Bytes;
 use std::future::Future;
@@ -56,6 +56,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     referrers(store).await;
     repository_deletion(store).await;
     concurrency(store).await;
+    tag_policies(store).await;
 }
 
 #[track_caller]
@@ -1530,4 +1531,110 @@ pub async fn concurrency(store: &dyn MetadataStore) {
         !replaced.contains(&final_target),
         "the final target was reported as replaced"
     );
+}
+
+/// Tag mutability: settings are stored and validated, and `put_manifest` refuses to
+/// move an immutable tag (same manifest again is fine; new tags are fine).
+pub async fn tag_policies(store: &dyn MetadataStore) {
+    let repo = "policy/app";
+    let created = must(store.create_repository(repo).await, "create");
+    assert_eq!(
+        created.tag_policy,
+        TagPolicy::default(),
+        "new repositories are mutable"
+    );
+    let missing = store
+        .set_tag_policy("policy/missing", &TagPolicy::default())
+        .await;
+    assert!(
+        matches!(missing, Err(MetaError::RepositoryNotFound(_))),
+        "set_tag_policy on a missing repository: {missing:?}"
+    );
+    let invalid = TagPolicy {
+        mutability: TagMutability::Immutable,
+        exclusion_filters: vec!["latest".into()],
+    };
+    assert!(
+        matches!(
+            store.set_tag_policy(repo, &invalid).await,
+            Err(MetaError::InvalidSetting(_))
+        ),
+        "filters without *_WITH_EXCLUSION must be refused"
+    );
+
+    let blob = sha256("policy-layer");
+    link(store, repo, &blob, 10).await;
+    let one = image("policy-one", &[&blob]);
+    let two = image("policy-two", &[&blob]);
+    put(store, repo, &one, Some("v1")).await;
+    put(store, repo, &one, Some("latest")).await;
+
+    let policy = TagPolicy {
+        mutability: TagMutability::ImmutableWithExclusion,
+        exclusion_filters: vec!["latest".into(), "dev-*".into()],
+    };
+    let set = must(store.set_tag_policy(repo, &policy).await, "set policy");
+    assert_eq!(set.tag_policy, policy);
+    let got = must(store.get_repository(repo).await, "get").expect("exists");
+    assert_eq!(got.tag_policy, policy, "policy read back");
+    let listed = must(store.list_repositories(Some("policy/"), 10).await, "list");
+    assert_eq!(
+        listed
+            .iter()
+            .find(|r| r.name == repo)
+            .map(|r| &r.tag_policy),
+        Some(&policy),
+        "policy in listings"
+    );
+
+    // v1 is immutable: moving it fails and changes nothing.
+    match store.put_manifest(repo, &two, Some("v1")).await {
+        Err(MetaError::TagImmutable {
+            repository,
+            tag,
+            current,
+            ..
+        }) => {
+            assert_eq!((repository.as_str(), tag.as_str()), (repo, "v1"));
+            assert_eq!(current, one.digest);
+        }
+        other => panic!("moving an immutable tag: {other:?}"),
+    }
+    assert_eq!(by_tag(store, repo, "v1").await, Some(one.digest.clone()));
+    assert!(
+        get(store, repo, Reference::Digest(two.digest.clone()))
+            .await
+            .is_none(),
+        "a refused put must not store the manifest"
+    );
+    // The same manifest again is fine; excluded tags and new tags move freely.
+    put(store, repo, &one, Some("v1")).await;
+    put(store, repo, &two, Some("latest")).await;
+    put(store, repo, &two, Some("dev-7")).await;
+    put(store, repo, &one, Some("dev-7")).await;
+    put(store, repo, &two, Some("v2")).await;
+    assert_eq!(
+        by_tag(store, repo, "latest").await,
+        Some(two.digest.clone())
+    );
+
+    // MUTABLE_WITH_EXCLUSION: only matching tags are immutable.
+    let policy = TagPolicy {
+        mutability: TagMutability::MutableWithExclusion,
+        exclusion_filters: vec!["v*".into()],
+    };
+    must(store.set_tag_policy(repo, &policy).await, "set policy 2");
+    assert!(matches!(
+        store.put_manifest(repo, &one, Some("v2")).await,
+        Err(MetaError::TagImmutable { .. })
+    ));
+    put(store, repo, &one, Some("latest")).await;
+
+    // Back to MUTABLE: everything moves.
+    must(
+        store.set_tag_policy(repo, &TagPolicy::default()).await,
+        "set mutable",
+    );
+    put(store, repo, &one, Some("v2")).await;
+    assert_eq!(by_tag(store, repo, "v2").await, Some(one.digest.clone()));
 }

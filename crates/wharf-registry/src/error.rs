@@ -20,6 +20,7 @@ pub enum Code {
     NameInvalid,
     NameUnknown,
     SizeInvalid,
+    TagInvalid,
     Unauthorized,
     Denied,
     Unsupported,
@@ -40,6 +41,7 @@ impl Code {
             Code::NameInvalid => "NAME_INVALID",
             Code::NameUnknown => "NAME_UNKNOWN",
             Code::SizeInvalid => "SIZE_INVALID",
+            Code::TagInvalid => "TAG_INVALID",
             Code::Unauthorized => "UNAUTHORIZED",
             Code::Denied => "DENIED",
             Code::Unsupported => "UNSUPPORTED",
@@ -139,6 +141,13 @@ impl From<MetaError> for ApiError {
             MetaError::MissingBlob { digest, .. } | MetaError::MissingManifest { digest, .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown, msg)
                     .detail(json!({ "digest": digest.to_string() }))
+            }
+            MetaError::TagImmutable { tag, current, .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, Code::TagInvalid, msg)
+                    .detail(json!({ "tag": tag, "digest": current.to_string() }))
+            }
+            MetaError::InvalidSetting(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, Code::Unsupported, msg)
             }
             MetaError::Backend(_) => ApiError::internal(msg),
         }

@@ -34,6 +34,17 @@ enum RepoAction {
         /// Repository name, e.g. team/app.
         name: String,
         #[command(flatten)]
+        tags: TagPolicyArgs,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Set whether a repository's tags may be overwritten.
+    SetTagMutability {
+        /// Repository name.
+        name: String,
+        #[command(flatten)]
+        tags: TagPolicyArgs,
+        #[command(flatten)]
         data: DataDirArg,
     },
     /// List repositories.
@@ -51,6 +62,33 @@ enum RepoAction {
         #[command(flatten)]
         data: DataDirArg,
     },
+}
+
+#[derive(clap::Args)]
+struct TagPolicyArgs {
+    /// MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION (ECR's values).
+    #[arg(long, default_value = "MUTABLE")]
+    tag_mutability: String,
+    /// Wildcard tag filter excepted from the setting (repeat, up to 5), e.g. 'latest' or 'dev-*'.
+    #[arg(long = "exclusion-filter")]
+    exclusion_filters: Vec<String>,
+}
+
+impl TagPolicyArgs {
+    fn policy(&self) -> Result<wharf_meta::TagPolicy> {
+        let mutability = wharf_meta::TagMutability::parse(&self.tag_mutability).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--tag-mutability {:?} must be one of MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION",
+                self.tag_mutability
+            )
+        })?;
+        let policy = wharf_meta::TagPolicy {
+            mutability,
+            exclusion_filters: self.exclusion_filters.clone(),
+        };
+        policy.validate().map_err(anyhow::Error::msg)?;
+        Ok(policy)
+    }
 }
 
 #[derive(clap::Args)]
@@ -76,10 +114,27 @@ async fn repo(action: RepoAction) -> Result<()> {
     use wharf_meta::MetadataStore;
     let open = |d: &DataDirArg| serve::open_metadata(&d.data_dir);
     match action {
-        RepoAction::Create { name, data } => {
+        RepoAction::Create { name, tags, data } => {
             wharf_oci::names::validate_repository(&name).map_err(anyhow::Error::msg)?;
-            let repo = open(&data)?.create_repository(&name).await?;
-            println!("created repository {}", repo.name);
+            let policy = tags.policy()?;
+            let store = open(&data)?;
+            let repo = store.create_repository(&name).await?;
+            if policy != wharf_meta::TagPolicy::default() {
+                store.set_tag_policy(&name, &policy).await?;
+            }
+            println!(
+                "created repository {} (tags {})",
+                repo.name,
+                policy.mutability.as_str()
+            );
+        }
+        RepoAction::SetTagMutability { name, tags, data } => {
+            let repo = open(&data)?.set_tag_policy(&name, &tags.policy()?).await?;
+            println!(
+                "repository {}: tags {}",
+                repo.name,
+                repo.tag_policy.mutability.as_str()
+            );
         }
         RepoAction::List { data } => {
             let store = open(&data)?;
@@ -87,7 +142,17 @@ async fn repo(action: RepoAction) -> Result<()> {
             loop {
                 let page = store.list_repositories(after.as_deref(), 1000).await?;
                 for r in &page {
-                    println!("{}", r.name);
+                    let p = &r.tag_policy;
+                    if p.exclusion_filters.is_empty() {
+                        println!("{}\t{}", r.name, p.mutability.as_str());
+                    } else {
+                        println!(
+                            "{}\t{} except {}",
+                            r.name,
+                            p.mutability.as_str(),
+                            p.exclusion_filters.join(",")
+                        );
+                    }
                 }
                 match page.last() {
                     Some(last) if page.len() == 1000 => after = Some(last.name.clone()),
