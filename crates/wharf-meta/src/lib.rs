@@ -54,6 +54,9 @@ pub enum MetaError {
         /// Which setting makes it immutable.
         why: String,
     },
+    /// An access key with this id exists already.
+    #[error("access key {0} already exists")]
+    AccessKeyExists(String),
     /// The repository settings given are not valid.
     #[error("{0}")]
     InvalidSetting(String),
@@ -216,6 +219,37 @@ fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
         }
     }
     pattern[p..].iter().all(|c| *c == b'*')
+}
+
+/// An access key: the credentials that sign API requests for an IAM user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    /// Public id (`AKIA...`).
+    pub access_key_id: String,
+    /// The secret; SigV4 verification needs it. Never logged ([`std::fmt::Debug`]
+    /// redacts it).
+    pub secret_access_key: String,
+    /// 12-digit account the user belongs to.
+    pub account_id: String,
+    /// IAM user name.
+    pub user_name: String,
+    /// Inactive keys are refused.
+    pub active: bool,
+    /// When it was created.
+    pub created_at: Millis,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("account_id", &self.account_id)
+            .field("user_name", &self.user_name)
+            .field("active", &self.active)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 /// An upload session.
@@ -417,6 +451,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_upload(&self, id: &str) -> Result<bool, MetaError>;
     /// Upload sessions with no activity since `before`.
     async fn stale_uploads(&self, before: Millis) -> Result<Vec<Upload>, MetaError>;
+
+    /// Stores a new access key.
+    async fn create_access_key(&self, key: &AccessKey) -> Result<(), MetaError>;
+    /// Looks an access key up by id.
+    async fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, MetaError>;
+    /// The access keys of an account, sorted by id.
+    async fn list_access_keys(&self, account_id: &str) -> Result<Vec<AccessKey>, MetaError>;
+    /// Deletes an access key. Returns whether it existed.
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, MetaError>;
 
     /// Stores a manifest (if new) and points `tag` at it, checking in the same
     /// transaction that every blob and child it references is in the repository and

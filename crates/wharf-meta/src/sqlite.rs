@@ -13,8 +13,8 @@
 //! `None`/empty/`false`.
 
 use crate::{
-    now_millis, ManifestRecord, MetaError, MetadataStore, Millis, NewManifest, PutOutcome,
-    Reference, Referrer, Repository, TagMutability, TagPolicy, Upload,
+    now_millis, AccessKey, ManifestRecord, MetaError, MetadataStore, Millis, NewManifest,
+    PutOutcome, Reference, Referrer, Repository, TagMutability, TagPolicy, Upload,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -120,6 +120,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE repositories ADD COLUMN tag_mutability TEXT NOT NULL DEFAULT 'MUTABLE';
     ALTER TABLE repositories ADD COLUMN tag_exclusion_filters TEXT NOT NULL DEFAULT '';
+    "#,
+    // 3: access keys.
+    r#"
+    CREATE TABLE access_keys (
+        access_key_id     TEXT PRIMARY KEY,
+        secret_access_key TEXT NOT NULL,
+        account_id        TEXT NOT NULL,
+        user_name         TEXT NOT NULL,
+        active            INTEGER NOT NULL,
+        created_at        INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX access_keys_by_account ON access_keys (account_id, access_key_id);
     "#,
 ];
 
@@ -397,6 +409,20 @@ fn insert_repository(tx: &Transaction<'_>, name: &str) -> Result<Repository, Met
         name: name.to_string(),
         created_at,
         tag_policy: TagPolicy::default(),
+    })
+}
+
+const ACCESS_KEY_COLUMNS: &str = "SELECT access_key_id, secret_access_key, account_id,
+    user_name, active, created_at FROM access_keys";
+
+fn access_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccessKey> {
+    Ok(AccessKey {
+        access_key_id: r.get(0)?,
+        secret_access_key: r.get(1)?,
+        account_id: r.get(2)?,
+        user_name: r.get(3)?,
+        active: r.get(4)?,
+        created_at: r.get(5)?,
     })
 }
 
@@ -892,6 +918,70 @@ impl MetadataStore for SqliteStore {
             conn.prepare_cached(STALE_UPLOADS)
                 .and_then(|mut st| st.query_map([before], upload_row)?.collect())
                 .ctx("listing stale uploads")
+        })
+        .await
+    }
+
+    async fn create_access_key(&self, key: &AccessKey) -> Result<(), MetaError> {
+        let key = key.clone();
+        self.write(move |tx| {
+            let exists = tx
+                .prepare_cached("SELECT 1 FROM access_keys WHERE access_key_id = ?1")
+                .and_then(|mut st| st.exists([&key.access_key_id]))
+                .ctx("checking access keys")?;
+            if exists {
+                return Err(MetaError::AccessKeyExists(key.access_key_id.clone()));
+            }
+            tx.prepare_cached(
+                "INSERT INTO access_keys (access_key_id, secret_access_key, account_id,
+                                          user_name, active, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    key.access_key_id,
+                    key.secret_access_key,
+                    key.account_id,
+                    key.user_name,
+                    key.active,
+                    key.created_at
+                ])
+            })
+            .ctx(&format!("creating access key {}", key.access_key_id))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKey>, MetaError> {
+        let id = access_key_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("{ACCESS_KEY_COLUMNS} WHERE access_key_id = ?1"))
+                .and_then(|mut st| st.query_row([&id], access_key_row).optional())
+                .ctx(&format!("reading access key {id}"))
+        })
+        .await
+    }
+
+    async fn list_access_keys(&self, account_id: &str) -> Result<Vec<AccessKey>, MetaError> {
+        let account = account_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "{ACCESS_KEY_COLUMNS} WHERE account_id = ?1 ORDER BY access_key_id"
+            ))
+            .and_then(|mut st| st.query_map([&account], access_key_row)?.collect())
+            .ctx(&format!("listing access keys of account {account}"))
+        })
+        .await
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<bool, MetaError> {
+        let id = access_key_id.to_string();
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM access_keys WHERE access_key_id = ?1")
+                .and_then(|mut st| st.execute([&id]))
+                .map(|n| n > 0)
+                .ctx(&format!("deleting access key {id}"))
         })
         .await
     }

@@ -25,6 +25,7 @@
 //! [`MetaError::Backend`] cannot be provoked through the trait; backends test it
 //! themselves.
 
+use crate::AccessKey;
 use crate::{
     now_millis, ManifestRecord, MetaError, MetadataStore, Millis, NewManifest, PutOutcome,
     Reference, Referrer, Repository, TagMutability, TagPolicy, Upload,
@@ -57,6 +58,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     repository_deletion(store).await;
     concurrency(store).await;
     tag_policies(store).await;
+    access_keys(store).await;
 }
 
 #[track_caller]
@@ -1637,4 +1639,72 @@ pub async fn tag_policies(store: &dyn MetadataStore) {
     );
     put(store, repo, &one, Some("v2")).await;
     assert_eq!(by_tag(store, repo, "v2").await, Some(one.digest.clone()));
+}
+
+/// Access keys: create (duplicate refused), look up, list per account, delete; the
+/// secret never shows in `Debug`.
+pub async fn access_keys(store: &dyn MetadataStore) {
+    let key = |id: &str, account: &str| AccessKey {
+        access_key_id: id.to_string(),
+        secret_access_key: format!("secret-of-{id}"),
+        account_id: account.to_string(),
+        user_name: "admin".to_string(),
+        active: true,
+        created_at: 1_700_000_000_000,
+    };
+    let a = key("AKIASUITE0000000000B", "111111111111");
+    let b = key("AKIASUITE0000000000A", "111111111111");
+    let c = AccessKey {
+        active: false,
+        ..key("AKIASUITE0000000000C", "222222222222")
+    };
+    assert!(
+        !format!("{a:?}").contains("secret-of"),
+        "Debug leaks the secret"
+    );
+    for k in [&a, &b, &c] {
+        must(store.create_access_key(k).await, "create_access_key");
+    }
+    assert!(
+        matches!(
+            store.create_access_key(&a).await,
+            Err(MetaError::AccessKeyExists(id)) if id == a.access_key_id
+        ),
+        "duplicate access key"
+    );
+    assert_eq!(
+        must(store.get_access_key(&a.access_key_id).await, "get"),
+        Some(a.clone())
+    );
+    assert_eq!(
+        must(store.get_access_key(&c.access_key_id).await, "get inactive"),
+        Some(c.clone())
+    );
+    assert_eq!(
+        must(store.get_access_key("AKIANOPE").await, "get missing"),
+        None
+    );
+    assert_eq!(
+        must(store.list_access_keys("111111111111").await, "list"),
+        vec![b.clone(), a.clone()]
+    );
+    assert!(must(
+        store.delete_access_key(&a.access_key_id).await,
+        "delete"
+    ));
+    assert!(!must(
+        store.delete_access_key(&a.access_key_id).await,
+        "delete again"
+    ));
+    assert_eq!(
+        must(store.get_access_key(&a.access_key_id).await, "gone"),
+        None
+    );
+    assert_eq!(
+        must(
+            store.list_access_keys("111111111111").await,
+            "list after delete"
+        ),
+        vec![b]
+    );
 }
