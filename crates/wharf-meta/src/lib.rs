@@ -90,6 +90,36 @@ pub struct Repository {
     pub created_at: Millis,
     /// Whether its tags may be moved.
     pub tag_policy: TagPolicy,
+    /// ECR's `imageScanningConfiguration.scanOnPush`.
+    pub scan_on_push: bool,
+    /// ECR's `encryptionConfiguration`: `AES256` (default), `KMS` or `KMS_DSSE`.
+    pub encryption_type: String,
+    /// KMS key of the encryption configuration, if any.
+    pub kms_key: Option<String>,
+}
+
+/// Settings fixed when a repository is created (ECR's CreateRepository inputs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySettings {
+    /// Tag mutability.
+    pub tag_policy: TagPolicy,
+    /// Scan images on push.
+    pub scan_on_push: bool,
+    /// `AES256`, `KMS` or `KMS_DSSE`.
+    pub encryption_type: String,
+    /// KMS key id/ARN for the KMS types.
+    pub kms_key: Option<String>,
+}
+
+impl Default for RepositorySettings {
+    fn default() -> Self {
+        RepositorySettings {
+            tag_policy: TagPolicy::default(),
+            scan_on_push: false,
+            encryption_type: "AES256".to_string(),
+            kms_key: None,
+        }
+    }
 }
 
 /// ECR's `imageTagMutability`.
@@ -399,6 +429,18 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn create_repository(&self, name: &str) -> Result<Repository, MetaError>;
     /// Returns the repository, creating it if missing (create-on-push).
     async fn ensure_repository(&self, name: &str) -> Result<Repository, MetaError>;
+    /// Creates a repository with the given settings.
+    async fn create_repository_with(
+        &self,
+        name: &str,
+        settings: &RepositorySettings,
+    ) -> Result<Repository, MetaError>;
+    /// Sets whether images are scanned on push.
+    async fn set_scan_on_push(
+        &self,
+        name: &str,
+        scan_on_push: bool,
+    ) -> Result<Repository, MetaError>;
     /// Sets a repository's tag mutability (validated with [`TagPolicy::validate`]).
     async fn set_tag_policy(&self, name: &str, policy: &TagPolicy)
         -> Result<Repository, MetaError>;

@@ -14,7 +14,8 @@
 
 use crate::{
     now_millis, AccessKey, ManifestRecord, MetaError, MetadataStore, Millis, NewManifest,
-    PutOutcome, Reference, Referrer, Repository, TagMutability, TagPolicy, Upload,
+    PutOutcome, Reference, Referrer, Repository, RepositorySettings, TagMutability, TagPolicy,
+    Upload,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -133,6 +134,12 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX access_keys_by_account ON access_keys (account_id, access_key_id);
     "#,
+    // 4: scanning and encryption settings per repository.
+    r#"
+    ALTER TABLE repositories ADD COLUMN scan_on_push INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE repositories ADD COLUMN encryption_type TEXT NOT NULL DEFAULT 'AES256';
+    ALTER TABLE repositories ADD COLUMN kms_key TEXT;
+    "#,
 ];
 
 // Queries of the read paths, named so their plans can be checked (see the tests).
@@ -165,9 +172,9 @@ const TAGS_AFTER: &str = "
     SELECT t.name FROM repositories r JOIN tags t ON t.repository_id = r.id
     WHERE r.name = ?1 AND t.name > ?2
     ORDER BY t.name LIMIT ?3";
-const REPOSITORIES_FIRST: &str = "SELECT name, created_at, tag_mutability, tag_exclusion_filters FROM repositories ORDER BY name LIMIT ?1";
+const REPOSITORIES_FIRST: &str = "SELECT name, created_at, tag_mutability, tag_exclusion_filters, scan_on_push, encryption_type, kms_key FROM repositories ORDER BY name LIMIT ?1";
 const REPOSITORIES_AFTER: &str =
-    "SELECT name, created_at, tag_mutability, tag_exclusion_filters FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2";
+    "SELECT name, created_at, tag_mutability, tag_exclusion_filters, scan_on_push, encryption_type, kms_key FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2";
 /// Size of a blob if the named repository links it.
 const REPOSITORY_BLOB: &str = "
     SELECT b.size FROM repositories r
@@ -393,7 +400,8 @@ fn require_repository(conn: &Connection, name: &str) -> Result<i64, MetaError> {
 
 fn get_repository_row(conn: &Connection, name: &str) -> Result<Option<Repository>, MetaError> {
     conn.prepare_cached(
-        "SELECT name, created_at, tag_mutability, tag_exclusion_filters
+        "SELECT name, created_at, tag_mutability, tag_exclusion_filters, scan_on_push,
+                encryption_type, kms_key
          FROM repositories WHERE name = ?1",
     )
     .and_then(|mut st| st.query_row([name], repository_row).optional())
@@ -401,14 +409,39 @@ fn get_repository_row(conn: &Connection, name: &str) -> Result<Option<Repository
 }
 
 fn insert_repository(tx: &Transaction<'_>, name: &str) -> Result<Repository, MetaError> {
+    insert_repository_with(tx, name, &RepositorySettings::default())
+}
+
+fn insert_repository_with(
+    tx: &Transaction<'_>,
+    name: &str,
+    s: &RepositorySettings,
+) -> Result<Repository, MetaError> {
     let created_at = now_millis();
-    tx.prepare_cached("INSERT INTO repositories (name, created_at) VALUES (?1, ?2)")
-        .and_then(|mut st| st.execute(params![name, created_at]))
-        .ctx(&format!("creating repository {name:?}"))?;
+    tx.prepare_cached(
+        "INSERT INTO repositories (name, created_at, tag_mutability, tag_exclusion_filters,
+                                   scan_on_push, encryption_type, kms_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            name,
+            created_at,
+            s.tag_policy.mutability.as_str(),
+            s.tag_policy.exclusion_filters.join(","),
+            s.scan_on_push,
+            s.encryption_type,
+            s.kms_key
+        ])
+    })
+    .ctx(&format!("creating repository {name:?}"))?;
     Ok(Repository {
         name: name.to_string(),
         created_at,
-        tag_policy: TagPolicy::default(),
+        tag_policy: s.tag_policy.clone(),
+        scan_on_push: s.scan_on_push,
+        encryption_type: s.encryption_type.clone(),
+        kms_key: s.kms_key.clone(),
     })
 }
 
@@ -442,6 +475,9 @@ fn repository_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Repository> {
                 .map(str::to_string)
                 .collect(),
         },
+        scan_on_push: r.get(4)?,
+        encryption_type: r.get(5)?,
+        kms_key: r.get(6)?,
     })
 }
 
@@ -595,7 +631,8 @@ fn put_manifest_tx(
         if let Some(current) = old.as_deref().filter(|o| *o != digest) {
             let policy = tx
                 .prepare_cached(
-                    "SELECT name, created_at, tag_mutability, tag_exclusion_filters
+                    "SELECT name, created_at, tag_mutability, tag_exclusion_filters, scan_on_push,
+                            encryption_type, kms_key
                      FROM repositories WHERE id = ?1",
                 )
                 .and_then(|mut st| st.query_row([repo], repository_row))
@@ -661,6 +698,46 @@ impl MetadataStore for SqliteStore {
         self.write(move |tx| match get_repository_row(tx, &name)? {
             Some(repo) => Ok(repo),
             None => insert_repository(tx, &name),
+        })
+        .await
+    }
+
+    async fn create_repository_with(
+        &self,
+        name: &str,
+        settings: &RepositorySettings,
+    ) -> Result<Repository, MetaError> {
+        settings
+            .tag_policy
+            .validate()
+            .map_err(MetaError::InvalidSetting)?;
+        let name = name.to_string();
+        let settings = settings.clone();
+        self.write(move |tx| {
+            if repository_id(tx, &name)?.is_some() {
+                return Err(MetaError::RepositoryExists(name.clone()));
+            }
+            insert_repository_with(tx, &name, &settings)
+        })
+        .await
+    }
+
+    async fn set_scan_on_push(
+        &self,
+        name: &str,
+        scan_on_push: bool,
+    ) -> Result<Repository, MetaError> {
+        let name = name.to_string();
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached("UPDATE repositories SET scan_on_push = ?2 WHERE name = ?1")
+                .and_then(|mut st| st.execute(params![name, scan_on_push]))
+                .ctx(&format!("setting scan on push of {name:?}"))?;
+            if changed == 0 {
+                return Err(MetaError::RepositoryNotFound(name.clone()));
+            }
+            get_repository_row(tx, &name)?
+                .ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))
         })
         .await
     }

@@ -25,11 +25,11 @@
 //! [`MetaError::Backend`] cannot be provoked through the trait; backends test it
 //! themselves.
 
-use crate::AccessKey;
 use crate::{
     now_millis, ManifestRecord, MetaError, MetadataStore, Millis, NewManifest, PutOutcome,
     Reference, Referrer, Repository, TagMutability, TagPolicy, Upload,
 };
+use crate::{AccessKey, RepositorySettings};
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
@@ -59,6 +59,7 @@ pub async fn run_all(store: &dyn MetadataStore) {
     concurrency(store).await;
     tag_policies(store).await;
     access_keys(store).await;
+    repository_settings(store).await;
 }
 
 #[track_caller]
@@ -1707,4 +1708,57 @@ pub async fn access_keys(store: &dyn MetadataStore) {
         ),
         vec![b]
     );
+}
+
+/// Creation settings are stored and read back; scan-on-push can change later.
+pub async fn repository_settings(store: &dyn MetadataStore) {
+    let settings = RepositorySettings {
+        tag_policy: TagPolicy {
+            mutability: TagMutability::Immutable,
+            exclusion_filters: Vec::new(),
+        },
+        scan_on_push: true,
+        encryption_type: "KMS".to_string(),
+        kms_key: Some("arn:aws:kms:us-east-1:111111111111:key/abc".to_string()),
+    };
+    let made = must(
+        store
+            .create_repository_with("settings/app", &settings)
+            .await,
+        "create_repository_with",
+    );
+    assert_eq!(made.tag_policy, settings.tag_policy);
+    assert!(made.scan_on_push);
+    let got = must(store.get_repository("settings/app").await, "get").expect("exists");
+    assert_eq!(got, made, "settings read back");
+    assert!(matches!(
+        store
+            .create_repository_with("settings/app", &settings)
+            .await,
+        Err(MetaError::RepositoryExists(_))
+    ));
+    let bad = RepositorySettings {
+        tag_policy: TagPolicy {
+            mutability: TagMutability::MutableWithExclusion,
+            exclusion_filters: Vec::new(),
+        },
+        ..RepositorySettings::default()
+    };
+    assert!(matches!(
+        store.create_repository_with("settings/bad", &bad).await,
+        Err(MetaError::InvalidSetting(_))
+    ));
+    assert!(must(store.get_repository("settings/bad").await, "get bad").is_none());
+    let plain = must(store.create_repository("settings/plain").await, "create");
+    assert_eq!(plain.encryption_type, "AES256");
+    assert!(!plain.scan_on_push && plain.kms_key.is_none());
+    let on = must(
+        store.set_scan_on_push("settings/plain", true).await,
+        "scan on",
+    );
+    assert!(on.scan_on_push);
+    assert!(matches!(
+        store.set_scan_on_push("settings/none", true).await,
+        Err(MetaError::RepositoryNotFound(_))
+    ));
 }
