@@ -377,52 +377,6 @@ pub struct Referrer {
 /// reads, lists and deletes there answer `None`, empty or `false`. Unlinking a blob
 /// or deleting a manifest that is still referenced is allowed; the edge rows stay for
 /// the garbage collector to read. Blob records outlive every link.
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcards_and_policies() {
-        assert!(wildcard_match(b"latest*", b"latest-dev"));
-        assert!(wildcard_match(b"*-dev", b"1.0-dev"));
-        assert!(wildcard_match(b"a*b*c", b"a-x-b-y-c"));
-        assert!(!wildcard_match(b"a*b*c", b"a-x-b-y"));
-        assert!(wildcard_match(b"exact", b"exact"));
-        assert!(!wildcard_match(b"exact", b"exactly"));
-        let p = TagPolicy {
-            mutability: TagMutability::ImmutableWithExclusion,
-            exclusion_filters: vec!["latest".into(), "dev-*".into()],
-        };
-        assert!(p.validate().is_ok());
-        assert!(!p.is_immutable("latest"));
-        assert!(!p.is_immutable("dev-123"));
-        assert!(p.is_immutable("1.0"));
-        let p = TagPolicy {
-            mutability: TagMutability::MutableWithExclusion,
-            exclusion_filters: vec!["v*".into()],
-        };
-        assert!(p.is_immutable("v1") && !p.is_immutable("latest"));
-        assert!(TagPolicy {
-            mutability: TagMutability::Immutable,
-            exclusion_filters: vec!["x".into()]
-        }
-        .validate()
-        .is_err());
-        assert!(TagPolicy {
-            mutability: TagMutability::MutableWithExclusion,
-            exclusion_filters: vec![]
-        }
-        .validate()
-        .is_err());
-        assert!(TagPolicy {
-            mutability: TagMutability::MutableWithExclusion,
-            exclusion_filters: vec!["a b".into()]
-        }
-        .validate()
-        .is_err());
-    }
-}
-
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Creates a repository.
@@ -537,4 +491,50 @@ pub trait MetadataStore: Send + Sync + 'static {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, MetaError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_and_policies() {
+        assert!(wildcard_match(b"latest*", b"latest-dev"));
+        assert!(wildcard_match(b"*-dev", b"1.0-dev"));
+        assert!(wildcard_match(b"a*b*c", b"a-x-b-y-c"));
+        assert!(!wildcard_match(b"a*b*c", b"a-x-b-y"));
+        assert!(wildcard_match(b"exact", b"exact"));
+        assert!(!wildcard_match(b"exact", b"exactly"));
+        let p = TagPolicy {
+            mutability: TagMutability::ImmutableWithExclusion,
+            exclusion_filters: vec!["latest".into(), "dev-*".into()],
+        };
+        assert!(p.validate().is_ok());
+        assert!(!p.is_immutable("latest"));
+        assert!(!p.is_immutable("dev-123"));
+        assert!(p.is_immutable("1.0"));
+        let p = TagPolicy {
+            mutability: TagMutability::MutableWithExclusion,
+            exclusion_filters: vec!["v*".into()],
+        };
+        assert!(p.is_immutable("v1") && !p.is_immutable("latest"));
+        assert!(TagPolicy {
+            mutability: TagMutability::Immutable,
+            exclusion_filters: vec!["x".into()]
+        }
+        .validate()
+        .is_err());
+        assert!(TagPolicy {
+            mutability: TagMutability::MutableWithExclusion,
+            exclusion_filters: vec![]
+        }
+        .validate()
+        .is_err());
+        assert!(TagPolicy {
+            mutability: TagMutability::MutableWithExclusion,
+            exclusion_filters: vec!["a b".into()]
+        }
+        .validate()
+        .is_err());
+    }
 }

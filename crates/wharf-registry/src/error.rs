@@ -149,7 +149,7 @@ impl From<MetaError> for ApiError {
             MetaError::InvalidSetting(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, Code::Unsupported, msg)
             }
-            MetaError::Backend(_) => ApiError::internal(msg),
+            MetaError::AccessKeyExists(_) | MetaError::Backend(_) => ApiError::internal(msg),
         }
     }
 }

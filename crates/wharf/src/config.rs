@@ -38,6 +38,28 @@ pub struct ServeArgs {
     /// Seconds after which an idle upload session is discarded [default: 86400].
     #[arg(long, env = "WHARF_UPLOAD_TIMEOUT_SECS")]
     pub upload_timeout_secs: Option<u64>,
+    /// Region name served (SigV4 scope and ARNs) [default: us-east-1].
+    #[arg(long, env = "WHARF_REGION")]
+    pub region: Option<String>,
+    /// 12-digit account id of the registry [default: 000000000000].
+    #[arg(long, env = "WHARF_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// Access key id of the administrator (with --admin-secret-access-key); without
+    /// it, one is generated on first start and printed once.
+    #[arg(
+        long,
+        env = "WHARF_ADMIN_ACCESS_KEY_ID",
+        requires = "admin_secret_access_key"
+    )]
+    pub admin_access_key_id: Option<String>,
+    /// Secret of --admin-access-key-id.
+    #[arg(
+        long,
+        env = "WHARF_ADMIN_SECRET_ACCESS_KEY",
+        requires = "admin_access_key_id",
+        hide_env_values = true
+    )]
+    pub admin_secret_access_key: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -51,6 +73,8 @@ struct FileConfig {
     upload_timeout_secs: Option<u64>,
     max_manifest_bytes: Option<usize>,
     max_blob_bytes: Option<u64>,
+    region: Option<String>,
+    account_id: Option<String>,
 }
 
 /// The resolved configuration.
@@ -60,6 +84,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub registry: RegistryConfig,
+    pub region: String,
+    pub account_id: String,
+    pub admin_key: Option<(String, String)>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -107,11 +134,26 @@ impl Settings {
         if let Some(m) = file.max_blob_bytes {
             registry.max_blob_bytes = m;
         }
+        let region = args
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let account_id = args
+            .account_id
+            .or(file.account_id)
+            .unwrap_or_else(|| "000000000000".to_string());
+        if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+            anyhow::bail!("account id {account_id:?} must be 12 digits");
+        }
+        let admin_key = args.admin_access_key_id.zip(args.admin_secret_access_key);
         Ok(Settings {
             listen,
             data_dir,
             tls,
             registry,
+            region,
+            account_id,
+            admin_key,
         })
     }
 }

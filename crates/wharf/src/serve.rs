@@ -36,13 +36,27 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         FsBlobStore::open(&settings.data_dir)
             .with_context(|| format!("opening blob store in {}", settings.data_dir.display()))?,
     );
-    let registry = Registry::new(meta, blobs, settings.registry.clone());
-    let app = registry.router();
+    let bootstrap = wharf_ecr::bootstrap::ensure_admin(
+        meta.as_ref(),
+        &settings.account_id,
+        settings.admin_key.clone(),
+    )
+    .await
+    .context("setting up the administrator access key")?;
+    let registry = Registry::new(meta.clone(), blobs, settings.registry.clone());
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let ecr = wharf_ecr::EcrApi::new(
+        meta,
+        wharf_ecr::EcrConfig {
+            region: settings.region.clone(),
+            registry_host: addr.to_string(),
+        },
+    );
+    let app = registry.router().merge(ecr.router());
     let scheme = if settings.tls.is_some() {
         "https"
     } else {
@@ -72,6 +86,24 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         )?;
         writeln!(out, "        skopeo copy --dest-tls-verify=false docker-archive:image.tar docker://{addr}/myapp:latest")?;
         writeln!(out, "  pull: docker pull {addr}/myapp:latest")?;
+        writeln!(
+            out,
+            "  ECR API: aws ecr describe-repositories --endpoint-url {scheme}://{addr} --region {}",
+            settings.region
+        )?;
+        if let wharf_ecr::bootstrap::Bootstrap::Created(key) = &bootstrap {
+            writeln!(
+                out,
+                "  administrator of account {} (shown once, keep it):",
+                key.account_id
+            )?;
+            writeln!(out, "    export AWS_ACCESS_KEY_ID={}", key.access_key_id)?;
+            writeln!(
+                out,
+                "    export AWS_SECRET_ACCESS_KEY={}",
+                key.secret_access_key
+            )?;
+        }
         out.flush()?;
     }
 

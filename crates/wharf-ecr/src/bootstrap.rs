@@ -1,0 +1,80 @@
+//! The first administrator: on first start an account gets an access key, printed once.
+
+use wharf_meta::{now_millis, AccessKey, MetaError, MetadataStore};
+
+const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn random_string(alphabet: &[u8], len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        // UUIDv4 bytes come from the operating system's CSPRNG; bytes 6 and 8 carry
+        // the fixed version and variant bits, so they are skipped. Both alphabets
+        // divide 256, so the modulo is unbiased.
+        for (i, b) in uuid::Uuid::new_v4().as_bytes().iter().enumerate() {
+            if i != 6 && i != 8 && out.len() < len {
+                out.push(alphabet[*b as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    out
+}
+
+/// A new access key id (`AKIA` + 16 characters) and secret (40 characters).
+pub fn new_key_pair() -> (String, String) {
+    (
+        format!("AKIA{}", random_string(ID_ALPHABET, 16)),
+        random_string(SECRET_ALPHABET, 40),
+    )
+}
+
+/// What [`ensure_admin`] did.
+#[derive(Debug)]
+pub enum Bootstrap {
+    /// The account had keys already; nothing was created.
+    Existing,
+    /// A key was created; show it once.
+    Created(AccessKey),
+}
+
+/// Makes sure `account_id` has an administrator key: `given` (id, secret) from the
+/// configuration if set, else a generated one when the account has no key yet.
+pub async fn ensure_admin(
+    meta: &dyn MetadataStore,
+    account_id: &str,
+    given: Option<(String, String)>,
+) -> Result<Bootstrap, MetaError> {
+    if let Some((id, secret)) = given {
+        return match meta.get_access_key(&id).await? {
+            Some(k) if k.secret_access_key == secret && k.account_id == account_id => {
+                Ok(Bootstrap::Existing)
+            }
+            Some(_) => Err(MetaError::InvalidSetting(format!(
+                "configured admin access key {id} exists with another secret or account"
+            ))),
+            None => {
+                let key = admin_key(account_id, id, secret);
+                meta.create_access_key(&key).await?;
+                Ok(Bootstrap::Existing)
+            }
+        };
+    }
+    if !meta.list_access_keys(account_id).await?.is_empty() {
+        return Ok(Bootstrap::Existing);
+    }
+    let (id, secret) = new_key_pair();
+    let key = admin_key(account_id, id, secret);
+    meta.create_access_key(&key).await?;
+    Ok(Bootstrap::Created(key))
+}
+
+fn admin_key(account_id: &str, id: String, secret: String) -> AccessKey {
+    AccessKey {
+        access_key_id: id,
+        secret_access_key: secret,
+        account_id: account_id.to_string(),
+        user_name: "admin".to_string(),
+        active: true,
+        created_at: now_millis(),
+    }
+}

@@ -1,0 +1,293 @@
+//! The ECR control-plane API: AWS JSON 1.1 on `POST /` with
+//! `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Operation>`.
+//!
+//! Every call is authenticated once with SigV4 ([`wharf_auth::sigv4`]) against the
+//! access keys in the metadata store; errors are answered as botocore parses them
+//! (`__type`, `message`, HTTP status) with messages that say what was wrong.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use wharf_auth::sigv4;
+use wharf_meta::{AccessKey, MetaError, MetadataStore};
+
+pub mod bootstrap;
+mod ops;
+
+/// `X-Amz-Target` prefix of the ECR API.
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
+/// SigV4 signing name of the ECR API.
+pub const SIGNING_NAME: &str = "ecr";
+/// Largest request body accepted (PutImage carries a manifest of up to 4 MiB as JSON).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Settings of the ECR API.
+#[derive(Debug, Clone)]
+pub struct EcrConfig {
+    /// Region name this Wharf serves (SigV4 scope, ARNs).
+    pub region: String,
+    /// Host (and port) of the registry endpoint, for `repositoryUri` and `proxyEndpoint`.
+    pub registry_host: String,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Its account.
+    pub account_id: String,
+    /// Its IAM user name.
+    pub user_name: String,
+    /// The access key that signed the request.
+    pub access_key_id: String,
+}
+
+impl Caller {
+    /// The caller's ARN.
+    pub fn arn(&self) -> String {
+        format!("arn:aws:iam::{}:user/{}", self.account_id, self.user_name)
+    }
+}
+
+/// An error answered in AWS JSON 1.1 form.
+#[derive(Debug, Clone)]
+pub struct EcrError {
+    /// HTTP status.
+    pub status: u16,
+    /// `__type` (e.g. `RepositoryNotFoundException`).
+    pub code: &'static str,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl EcrError {
+    /// A new error.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> EcrError {
+        EcrError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 `InvalidParameterException`.
+    pub fn invalid(message: impl Into<String>) -> EcrError {
+        EcrError::new(400, "InvalidParameterException", message)
+    }
+
+    /// 500 `ServerException`.
+    pub fn server(message: impl Into<String>) -> EcrError {
+        EcrError::new(500, "ServerException", message)
+    }
+}
+
+impl From<MetaError> for EcrError {
+    fn from(e: MetaError) -> EcrError {
+        let msg = e.to_string();
+        match e {
+            MetaError::RepositoryNotFound(_) => {
+                EcrError::new(400, "RepositoryNotFoundException", msg)
+            }
+            MetaError::RepositoryExists(_) => {
+                EcrError::new(400, "RepositoryAlreadyExistsException", msg)
+            }
+            MetaError::RepositoryNotEmpty { .. } => {
+                EcrError::new(400, "RepositoryNotEmptyException", msg)
+            }
+            MetaError::TagImmutable { .. } => {
+                EcrError::new(400, "ImageTagAlreadyExistsException", msg)
+            }
+            MetaError::MissingBlob { .. } => EcrError::new(400, "LayersNotFoundException", msg),
+            MetaError::MissingManifest { .. } => {
+                EcrError::new(400, "ReferencedImagesNotFoundException", msg)
+            }
+            MetaError::InvalidSetting(_) => EcrError::invalid(msg),
+            MetaError::AccessKeyExists(_) | MetaError::Backend(_) => EcrError::server(msg),
+        }
+    }
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl IntoResponse for EcrError {
+    fn into_response(self) -> Response {
+        if self.status >= 500 {
+            tracing::error!(code = self.code, "{}", self.message);
+        }
+        let body = json!({ "__type": self.code, "message": self.message }).to_string();
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut resp = (status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
+        if let Ok(v) = HeaderValue::from_str(self.code) {
+            h.insert("x-amzn-errortype", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&request_id()) {
+            h.insert("x-amzn-requestid", v);
+        }
+        resp
+    }
+}
+
+/// The ECR API over a metadata store.
+#[derive(Clone)]
+pub struct EcrApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    meta: Arc<dyn MetadataStore>,
+    config: EcrConfig,
+}
+
+impl EcrApi {
+    /// An API over `meta`.
+    pub fn new(meta: Arc<dyn MetadataStore>, config: EcrConfig) -> EcrApi {
+        EcrApi {
+            inner: Arc::new(Inner { meta, config }),
+        }
+    }
+
+    pub(crate) fn meta(&self) -> &dyn MetadataStore {
+        self.inner.meta.as_ref()
+    }
+
+    pub(crate) fn config(&self) -> &EcrConfig {
+        &self.inner.config
+    }
+
+    /// `POST /`, to be merged into the server's router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", post(handle))
+            .with_state(self.clone())
+    }
+
+    /// Authenticates a signed request: parses the SigV4 signature, finds the access
+    /// key, verifies the signature. The message of every refusal says why.
+    pub async fn authenticate(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+        service: &str,
+    ) -> Result<Caller, EcrError> {
+        let req = sigv4::Request {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        };
+        let parsed = sigv4::parse(&req).map_err(sig_error)?;
+        let key: Option<AccessKey> = self.meta().get_access_key(&parsed.access_key_id).await?;
+        let Some(key) = key.filter(|k| k.active) else {
+            return Err(EcrError::new(
+                403,
+                "UnrecognizedClientException",
+                format!(
+                    "The security token included in the request is invalid: access key {} is not an active key of this registry",
+                    parsed.access_key_id
+                ),
+            ));
+        };
+        let expect = sigv4::Expect {
+            service,
+            region: &self.config().region,
+            now: time::OffsetDateTime::now_utc(),
+        };
+        sigv4::verify(&req, &parsed, &key.secret_access_key, &expect).map_err(sig_error)?;
+        Ok(Caller {
+            account_id: key.account_id,
+            user_name: key.user_name,
+            access_key_id: key.access_key_id,
+        })
+    }
+}
+
+fn sig_error(e: sigv4::SigV4Error) -> EcrError {
+    EcrError::new(e.status(), e.code(), e.to_string())
+}
+
+async fn handle(State(api): State<EcrApi>, req: Request) -> Response {
+    match dispatch(&api, req).await {
+        Ok(v) => {
+            let mut resp = (StatusCode::OK, Body::from(v.to_string())).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                "content-type",
+                HeaderValue::from_static("application/x-amz-json-1.1"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&request_id()) {
+                h.insert("x-amzn-requestid", v);
+            }
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch(api: &EcrApi, req: Request) -> Result<Value, EcrError> {
+    let (parts, body) = req.into_parts();
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        EcrError::new(
+            413,
+            "ValidationException",
+            format!("request body could not be read or exceeds {MAX_BODY} bytes: {e}"),
+        )
+    })?;
+    let Some(operation) = target.strip_prefix(TARGET_PREFIX) else {
+        return Err(EcrError::new(
+            400,
+            "UnknownOperationException",
+            format!("X-Amz-Target {target:?} is not an ECR operation (expected {TARGET_PREFIX}<Operation>)"),
+        ));
+    };
+    let caller = api
+        .authenticate(
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query(),
+            &parts.headers,
+            &body,
+            SIGNING_NAME,
+        )
+        .await?;
+    let input: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            EcrError::new(
+                400,
+                "SerializationException",
+                format!("request body is not valid JSON: {e}"),
+            )
+        })?
+    };
+    if !input.is_object() {
+        return Err(EcrError::new(
+            400,
+            "SerializationException",
+            "request body must be a JSON object",
+        ));
+    }
+    tracing::debug!(operation, caller = %caller.arn(), "ECR API call");
+    ops::call(api, &caller, operation, &input).await
+}

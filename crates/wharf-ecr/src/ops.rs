@@ -1,0 +1,377 @@
+//! The ECR operations implemented so far, over JSON values shaped as botocore's ECR
+//! model describes them.
+
+use crate::{Caller, EcrApi, EcrError};
+use serde_json::{json, Map, Value};
+use wharf_meta::{Repository, RepositorySettings, TagMutability, TagPolicy};
+
+/// Runs `operation` for `caller`.
+pub async fn call(
+    api: &EcrApi,
+    caller: &Caller,
+    operation: &str,
+    input: &Value,
+) -> Result<Value, EcrError> {
+    let ctx = Ctx { api, caller, input };
+    match operation {
+        "CreateRepository" => create_repository(&ctx).await,
+        "DescribeRepositories" => describe_repositories(&ctx).await,
+        "DeleteRepository" => delete_repository(&ctx).await,
+        "PutImageTagMutability" => put_image_tag_mutability(&ctx).await,
+        "PutImageScanningConfiguration" => put_image_scanning_configuration(&ctx).await,
+        other => Err(EcrError::new(
+            400,
+            "UnsupportedOperationException",
+            format!("ECR operation {other} is not implemented by this Wharf version yet"),
+        )),
+    }
+}
+
+struct Ctx<'a> {
+    api: &'a EcrApi,
+    caller: &'a Caller,
+    input: &'a Value,
+}
+
+impl Ctx<'_> {
+    fn str(&self, member: &str) -> Result<Option<&str>, EcrError> {
+        match self.input.get(member) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(EcrError::new(
+                400,
+                "SerializationException",
+                format!("{member} must be a string"),
+            )),
+        }
+    }
+
+    fn required_str(&self, member: &str) -> Result<&str, EcrError> {
+        self.str(member)?.ok_or_else(|| {
+            EcrError::new(
+                400,
+                "ValidationException",
+                format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"),
+            )
+        })
+    }
+
+    /// The registry (account) addressed: the caller's own unless `registryId` names
+    /// another, which needs cross-account policies (not yet available).
+    fn registry_id(&self) -> Result<String, EcrError> {
+        match self.str("registryId")? {
+            None => Ok(self.caller.account_id.clone()),
+            Some(id) if id == self.caller.account_id => Ok(id.to_string()),
+            Some(id) => Err(EcrError::invalid(format!(
+                "registryId {id} is not the caller's account {} ({}); cross-account access is not available yet",
+                self.caller.account_id,
+                self.caller.arn()
+            ))),
+        }
+    }
+
+    fn repository_name(&self) -> Result<String, EcrError> {
+        let name = self.required_str("repositoryName")?;
+        wharf_oci::names::validate_repository(name).map_err(|why| {
+            EcrError::invalid(format!(
+                "Invalid parameter at 'repositoryName' failed to satisfy constraint: {why}"
+            ))
+        })?;
+        Ok(name.to_string())
+    }
+
+    fn not_found(&self, name: &str, registry: &str) -> EcrError {
+        EcrError::new(
+            400,
+            "RepositoryNotFoundException",
+            format!(
+                "The repository with name '{name}' does not exist in the registry with id '{registry}' (region {})",
+                self.api.config().region
+            ),
+        )
+    }
+
+    fn repository_json(&self, r: &Repository, registry: &str) -> Value {
+        let region = &self.api.config().region;
+        let mut v = json!({
+            "repositoryArn": format!("arn:aws:ecr:{region}:{registry}:repository/{}", r.name),
+            "registryId": registry,
+            "repositoryName": r.name,
+            "repositoryUri": format!("{}/{}", self.api.config().registry_host, r.name),
+            "createdAt": r.created_at as f64 / 1000.0,
+            "imageTagMutability": r.tag_policy.mutability.as_str(),
+            "imageScanningConfiguration": { "scanOnPush": r.scan_on_push },
+            "encryptionConfiguration": { "encryptionType": r.encryption_type },
+        });
+        if let Some(k) = &r.kms_key {
+            v["encryptionConfiguration"]["kmsKey"] = json!(k);
+        }
+        if !r.tag_policy.exclusion_filters.is_empty() {
+            v["imageTagMutabilityExclusionFilters"] = filters_json(&r.tag_policy);
+        }
+        v
+    }
+}
+
+fn filters_json(p: &TagPolicy) -> Value {
+    Value::Array(
+        p.exclusion_filters
+            .iter()
+            .map(|f| json!({ "filterType": "WILDCARD", "filter": f }))
+            .collect(),
+    )
+}
+
+/// `imageTagMutability` + `imageTagMutabilityExclusionFilters` of the input.
+fn tag_policy(input: &Value, required: bool) -> Result<Option<TagPolicy>, EcrError> {
+    let mutability = match input.get("imageTagMutability") {
+        None | Some(Value::Null) if !required => return Ok(None),
+        None | Some(Value::Null) => {
+            return Err(EcrError::new(
+                400,
+                "ValidationException",
+                "1 validation error detected: Value null at 'imageTagMutability' failed to satisfy constraint: Member must not be null",
+            ))
+        }
+        Some(Value::String(s)) => TagMutability::parse(s).ok_or_else(|| {
+            EcrError::new(
+                400,
+                "ValidationException",
+                format!("1 validation error detected: Value '{s}' at 'imageTagMutability' failed to satisfy constraint: Member must satisfy enum value set: [MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION]"),
+            )
+        })?,
+        Some(_) => return Err(EcrError::invalid("imageTagMutability must be a string")),
+    };
+    let mut exclusion_filters = Vec::new();
+    if let Some(Value::Array(items)) = input.get("imageTagMutabilityExclusionFilters") {
+        for item in items {
+            let filter_type = item.get("filterType").and_then(Value::as_str);
+            if filter_type != Some("WILDCARD") {
+                return Err(EcrError::invalid(format!(
+                    "imageTagMutabilityExclusionFilters: filterType must be WILDCARD, not {filter_type:?}"
+                )));
+            }
+            match item.get("filter").and_then(Value::as_str) {
+                Some(f) => exclusion_filters.push(f.to_string()),
+                None => {
+                    return Err(EcrError::invalid(
+                        "imageTagMutabilityExclusionFilters: each filter needs a 'filter' string",
+                    ))
+                }
+            }
+        }
+    }
+    let policy = TagPolicy {
+        mutability,
+        exclusion_filters,
+    };
+    policy.validate().map_err(EcrError::invalid)?;
+    Ok(Some(policy))
+}
+
+async fn create_repository(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
+    let registry = ctx.registry_id()?;
+    let name = ctx.repository_name()?;
+    if let Some(Value::Array(tags)) = ctx.input.get("tags") {
+        if !tags.is_empty() {
+            return Err(EcrError::new(
+                400,
+                "InvalidTagParameterException",
+                "resource tags on repositories are not available in this Wharf version yet; create the repository without --tags",
+            ));
+        }
+    }
+    let mut settings = RepositorySettings::default();
+    if let Some(p) = tag_policy(ctx.input, false)? {
+        settings.tag_policy = p;
+    }
+    if let Some(scan) = ctx.input.get("imageScanningConfiguration") {
+        settings.scan_on_push = scan
+            .get("scanOnPush")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+    }
+    if let Some(enc) = ctx.input.get("encryptionConfiguration") {
+        let t = enc
+            .get("encryptionType")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !["AES256", "KMS", "KMS_DSSE"].contains(&t) {
+            return Err(EcrError::new(
+                400,
+                "ValidationException",
+                format!("1 validation error detected: Value '{t}' at 'encryptionConfiguration.encryptionType' failed to satisfy constraint: Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]"),
+            ));
+        }
+        let kms = enc
+            .get("kmsKey")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if t == "AES256" && kms.is_some() {
+            return Err(EcrError::invalid(
+                "encryptionConfiguration.kmsKey can only be given with encryptionType KMS or KMS_DSSE",
+            ));
+        }
+        settings.encryption_type = t.to_string();
+        settings.kms_key = kms;
+    }
+    let repo = ctx
+        .api
+        .meta()
+        .create_repository_with(&name, &settings)
+        .await
+        .map_err(|e| match e {
+            wharf_meta::MetaError::RepositoryExists(_) => EcrError::new(
+                400,
+                "RepositoryAlreadyExistsException",
+                format!(
+                    "The repository with name '{name}' already exists in the registry with id '{registry}'"
+                ),
+            ),
+            other => other.into(),
+        })?;
+    Ok(json!({ "repository": ctx.repository_json(&repo, &registry) }))
+}
+
+async fn describe_repositories(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
+    let registry = ctx.registry_id()?;
+    let names: Vec<String> = match ctx.input.get("repositoryNames") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| EcrError::invalid("repositoryNames must be strings"))?,
+        _ => Vec::new(),
+    };
+    let max = match ctx.input.get("maxResults") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=1000).contains(&n) => Some(n as usize),
+            _ => {
+                return Err(EcrError::invalid(format!(
+                    "maxResults must be between 1 and 1000, not {v}"
+                )))
+            }
+        },
+    };
+    let token = ctx.str("nextToken")?;
+    let mut out = Map::new();
+    if !names.is_empty() {
+        if max.is_some() || token.is_some() {
+            return Err(EcrError::invalid(
+                "maxResults and nextToken cannot be used together with repositoryNames",
+            ));
+        }
+        let mut repos = Vec::new();
+        for n in &names {
+            match ctx.api.meta().get_repository(n).await? {
+                Some(r) => repos.push(ctx.repository_json(&r, &registry)),
+                None => return Err(ctx.not_found(n, &registry)),
+            }
+        }
+        out.insert("repositories".into(), Value::Array(repos));
+        return Ok(Value::Object(out));
+    }
+    let limit = max.unwrap_or(1000);
+    let mut page = ctx.api.meta().list_repositories(token, limit + 1).await?;
+    let more = page.len() > limit;
+    page.truncate(limit);
+    if more {
+        if let Some(last) = page.last() {
+            out.insert("nextToken".into(), json!(last.name));
+        }
+    }
+    out.insert(
+        "repositories".into(),
+        Value::Array(
+            page.iter()
+                .map(|r| ctx.repository_json(r, &registry))
+                .collect(),
+        ),
+    );
+    Ok(Value::Object(out))
+}
+
+async fn delete_repository(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
+    let registry = ctx.registry_id()?;
+    let name = ctx.repository_name()?;
+    let force = ctx
+        .input
+        .get("force")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let Some(repo) = ctx.api.meta().get_repository(&name).await? else {
+        return Err(ctx.not_found(&name, &registry));
+    };
+    ctx.api
+        .meta()
+        .delete_repository(&name, force)
+        .await
+        .map_err(|e| match e {
+            wharf_meta::MetaError::RepositoryNotEmpty { manifests, .. } => EcrError::new(
+                400,
+                "RepositoryNotEmptyException",
+                format!(
+                    "The repository with name '{name}' in registry with id '{registry}' cannot be deleted because it still contains {manifests} image(s); delete them or use --force"
+                ),
+            ),
+            wharf_meta::MetaError::RepositoryNotFound(_) => ctx.not_found(&name, &registry),
+            other => other.into(),
+        })?;
+    Ok(json!({ "repository": ctx.repository_json(&repo, &registry) }))
+}
+
+async fn put_image_tag_mutability(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
+    let registry = ctx.registry_id()?;
+    let name = ctx.repository_name()?;
+    let policy = tag_policy(ctx.input, true)?.unwrap_or_default();
+    let repo = ctx
+        .api
+        .meta()
+        .set_tag_policy(&name, &policy)
+        .await
+        .map_err(|e| match e {
+            wharf_meta::MetaError::RepositoryNotFound(_) => ctx.not_found(&name, &registry),
+            other => other.into(),
+        })?;
+    let mut out = json!({
+        "registryId": registry,
+        "repositoryName": repo.name,
+        "imageTagMutability": repo.tag_policy.mutability.as_str(),
+    });
+    if !repo.tag_policy.exclusion_filters.is_empty() {
+        out["imageTagMutabilityExclusionFilters"] = filters_json(&repo.tag_policy);
+    }
+    Ok(out)
+}
+
+async fn put_image_scanning_configuration(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
+    let registry = ctx.registry_id()?;
+    let name = ctx.repository_name()?;
+    let scan = ctx
+        .input
+        .get("imageScanningConfiguration")
+        .and_then(|c| c.get("scanOnPush"))
+        .and_then(Value::as_bool)
+        .ok_or_else(|| {
+            EcrError::new(
+                400,
+                "ValidationException",
+                "1 validation error detected: Value null at 'imageScanningConfiguration' failed to satisfy constraint: Member must not be null",
+            )
+        })?;
+    let repo = ctx
+        .api
+        .meta()
+        .set_scan_on_push(&name, scan)
+        .await
+        .map_err(|e| match e {
+            wharf_meta::MetaError::RepositoryNotFound(_) => ctx.not_found(&name, &registry),
+            other => other.into(),
+        })?;
+    Ok(json!({
+        "registryId": registry,
+        "repositoryName": repo.name,
+        "imageScanningConfiguration": { "scanOnPush": repo.scan_on_push },
+    }))
+}
