@@ -270,7 +270,25 @@ async fn dispatch(api: &EcrApi, req: Request) -> Result<Value, EcrError> {
             SIGNING_NAME,
         )
         .await?;
-    let input: Value = if body.is_empty() {
+    let Some(op) = wharf_ecr_model::Operation::from_name(operation) else {
+        return Err(EcrError::new(
+            400,
+            "UnknownOperationException",
+            format!("{operation} is not an operation of the ECR API"),
+        ));
+    };
+    // Shapes, required members, lengths, patterns and enums, as the ECR model says.
+    let typed = op.parse_input(&body).map_err(|e| {
+        EcrError::new(
+            400,
+            "SerializationException",
+            format!("{operation} request body does not match the ECR model: {e}"),
+        )
+    })?;
+    typed
+        .validate()
+        .map_err(|e| EcrError::new(400, "ValidationException", e.to_string()))?;
+    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
         serde_json::from_slice(&body).map_err(|e| {
@@ -281,13 +299,6 @@ async fn dispatch(api: &EcrApi, req: Request) -> Result<Value, EcrError> {
             )
         })?
     };
-    if !input.is_object() {
-        return Err(EcrError::new(
-            400,
-            "SerializationException",
-            "request body must be a JSON object",
-        ));
-    }
     tracing::debug!(operation, caller = %caller.arn(), "ECR API call");
     ops::call(api, &caller, operation, &input).await
 }
