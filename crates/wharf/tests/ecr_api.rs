@@ -23,18 +23,18 @@ fn start() -> common::Server {
     ])
 }
 
-fn aws_with(srv: &common::Server, secret: &str, args: &[&str]) -> Output {
+fn aws_as(srv: &common::Server, key_id: &str, secret: &str, region: &str, args: &[&str]) -> Output {
     Command::new("aws")
         .args(args)
         .args([
             "--endpoint-url",
             &srv.url,
             "--region",
-            "eu-west-1",
+            region,
             "--output",
             "json",
         ])
-        .env("AWS_ACCESS_KEY_ID", AK)
+        .env("AWS_ACCESS_KEY_ID", key_id)
         .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
@@ -43,6 +43,10 @@ fn aws_with(srv: &common::Server, secret: &str, args: &[&str]) -> Output {
         .env_remove("AWS_SESSION_TOKEN")
         .output()
         .expect("aws CLI runs (scripts/setup.sh installs it)")
+}
+
+fn aws_with(srv: &common::Server, secret: &str, args: &[&str]) -> Output {
+    aws_as(srv, AK, secret, "eu-west-1", args)
 }
 
 fn aws(srv: &common::Server, args: &[&str]) -> Value {
@@ -276,42 +280,15 @@ fn signatures_are_checked_and_refusals_say_why() {
         "{err}"
     );
     assert!(!err.contains(SK));
-    let out = Command::new("aws")
-        .args([
-            "ecr",
-            "describe-repositories",
-            "--endpoint-url",
-            &srv.url,
-            "--region",
-            "eu-west-1",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY000000")
-        .env("AWS_SECRET_ACCESS_KEY", SK)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
+    let describe = ["ecr", "describe-repositories"];
+    let out = aws_as(&srv, "AKIAUNKNOWNKEY000000", SK, "eu-west-1", &describe);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("UnrecognizedClientException") && err.contains("AKIAUNKNOWNKEY000000"),
         "{err}"
     );
     // Signed for another region.
-    let out = Command::new("aws")
-        .args([
-            "ecr",
-            "describe-repositories",
-            "--endpoint-url",
-            &srv.url,
-            "--region",
-            "us-west-2",
-        ])
-        .env("AWS_ACCESS_KEY_ID", AK)
-        .env("AWS_SECRET_ACCESS_KEY", SK)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
+    let out = aws_as(&srv, AK, SK, "us-west-2", &describe);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("InvalidSignatureException") && err.contains("eu-west-1"),
