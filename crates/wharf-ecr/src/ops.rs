@@ -91,6 +91,28 @@ impl Ctx<'_> {
         )
     }
 
+    /// A metadata error about repository `name`, in ECR's words.
+    fn meta_error(&self, e: wharf_meta::MetaError, name: &str, registry: &str) -> EcrError {
+        match e {
+            wharf_meta::MetaError::RepositoryNotFound(_) => self.not_found(name, registry),
+            wharf_meta::MetaError::RepositoryExists(_) => EcrError::new(
+                400,
+                "RepositoryAlreadyExistsException",
+                format!(
+                    "The repository with name '{name}' already exists in the registry with id '{registry}'"
+                ),
+            ),
+            wharf_meta::MetaError::RepositoryNotEmpty { manifests, .. } => EcrError::new(
+                400,
+                "RepositoryNotEmptyException",
+                format!(
+                    "The repository with name '{name}' in registry with id '{registry}' cannot be deleted because it still contains {manifests} image(s); delete them or use --force"
+                ),
+            ),
+            other => other.into(),
+        }
+    }
+
     fn repository_json(&self, r: &Repository, registry: &str) -> Value {
         let region = &self.api.config().region;
         let mut v = json!({
@@ -220,16 +242,7 @@ async fn create_repository(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         .meta()
         .create_repository_with(&name, &settings)
         .await
-        .map_err(|e| match e {
-            wharf_meta::MetaError::RepositoryExists(_) => EcrError::new(
-                400,
-                "RepositoryAlreadyExistsException",
-                format!(
-                    "The repository with name '{name}' already exists in the registry with id '{registry}'"
-                ),
-            ),
-            other => other.into(),
-        })?;
+        .map_err(|e| ctx.meta_error(e, &name, &registry))?;
     Ok(json!({ "repository": ctx.repository_json(&repo, &registry) }))
 }
 
@@ -307,17 +320,7 @@ async fn delete_repository(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         .meta()
         .delete_repository(&name, force)
         .await
-        .map_err(|e| match e {
-            wharf_meta::MetaError::RepositoryNotEmpty { manifests, .. } => EcrError::new(
-                400,
-                "RepositoryNotEmptyException",
-                format!(
-                    "The repository with name '{name}' in registry with id '{registry}' cannot be deleted because it still contains {manifests} image(s); delete them or use --force"
-                ),
-            ),
-            wharf_meta::MetaError::RepositoryNotFound(_) => ctx.not_found(&name, &registry),
-            other => other.into(),
-        })?;
+        .map_err(|e| ctx.meta_error(e, &name, &registry))?;
     Ok(json!({ "repository": ctx.repository_json(&repo, &registry) }))
 }
 
@@ -330,10 +333,7 @@ async fn put_image_tag_mutability(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         .meta()
         .set_tag_policy(&name, &policy)
         .await
-        .map_err(|e| match e {
-            wharf_meta::MetaError::RepositoryNotFound(_) => ctx.not_found(&name, &registry),
-            other => other.into(),
-        })?;
+        .map_err(|e| ctx.meta_error(e, &name, &registry))?;
     let mut out = json!({
         "registryId": registry,
         "repositoryName": repo.name,
@@ -365,10 +365,7 @@ async fn put_image_scanning_configuration(ctx: &Ctx<'_>) -> Result<Value, EcrErr
         .meta()
         .set_scan_on_push(&name, scan)
         .await
-        .map_err(|e| match e {
-            wharf_meta::MetaError::RepositoryNotFound(_) => ctx.not_found(&name, &registry),
-            other => other.into(),
-        })?;
+        .map_err(|e| ctx.meta_error(e, &name, &registry))?;
     Ok(json!({
         "registryId": registry,
         "repositoryName": repo.name,

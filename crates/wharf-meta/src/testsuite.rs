@@ -75,7 +75,7 @@ fn sha256(seed: &str) -> Digest {
 }
 
 /// An image manifest with body `body` referencing `blobs`.
-fn image(body: impl Into<Vec<u8>>, blobs: &[&Digest]) -> NewManifest {
+pub fn image(body: impl Into<Vec<u8>>, blobs: &[&Digest]) -> NewManifest {
     let body = Bytes::from(body.into());
     NewManifest {
         digest: Algorithm::Sha256.digest(&body),

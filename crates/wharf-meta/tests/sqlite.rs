@@ -1,29 +1,15 @@
 //! The shared metadata suite on [`SqliteStore`], plus what only SQLite has: a file
 //! that outlives the store, several stores (processes) on one file, the schema.
 
-use bytes::Bytes;
 use rusqlite::Connection;
 use std::path::Path;
 use wharf_meta::sqlite::SCHEMA_VERSION;
+use wharf_meta::testsuite::image;
 use wharf_meta::{testsuite, MetaError, MetadataStore, NewManifest, Reference, SqliteStore};
 use wharf_oci::{Algorithm, Digest};
 
 fn open(path: &Path) -> SqliteStore {
     SqliteStore::open(path).unwrap()
-}
-
-fn image(body: &str, blobs: &[&Digest]) -> NewManifest {
-    let body = Bytes::from(body.to_string());
-    NewManifest {
-        digest: Algorithm::Sha256.digest(&body),
-        media_type: "application/vnd.oci.image.manifest.v1+json".to_string(),
-        body,
-        artifact_type: None,
-        annotations: None,
-        subject: None,
-        blobs: blobs.iter().map(|d| (*d).clone()).collect(),
-        children: Vec::new(),
-    }
 }
 
 fn count(conn: &Connection, sql: &str) -> i64 {
@@ -152,7 +138,7 @@ async fn seen(s: &SqliteStore) -> Option<Digest> {
 
 async fn write(s: &SqliteStore, who: &str, layer: &Digest) {
     for i in 0..25 {
-        let m = image(&format!("{who}-{i}"), &[layer]);
+        let m = image(format!("{who}-{i}"), &[layer]);
         s.put_manifest("shared", &m, Some(&format!("{who}-{i:02}")))
             .await
             .unwrap();
@@ -281,7 +267,7 @@ async fn manifest_get_throughput() {
     store.link_blob("bench", &layer, 1).await.unwrap();
     for i in 0..100 {
         let m = image(
-            &format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(1500)),
+            format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(1500)),
             &[&layer],
         );
         store

@@ -15,17 +15,24 @@ pub(crate) fn parse_digest(s: &str) -> ApiResult<Digest> {
     Digest::parse(s).map_err(|e| ApiError::digest_invalid(e.to_string()))
 }
 
-/// NAME_UNKNOWN if the repository is missing, else the given error.
-pub(crate) async fn or_name_unknown(reg: &Registry, name: &str, err: ApiError) -> ApiError {
-    match reg.meta().get_repository(name).await {
-        Ok(Some(_)) => err,
-        Ok(None) => ApiError::new(
+/// Ok if repository `name` exists, else 404 NAME_UNKNOWN.
+pub(crate) async fn require_repository(reg: &Registry, name: &str) -> ApiResult<()> {
+    match reg.meta().get_repository(name).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             Code::NameUnknown,
             format!("repository {name:?} does not exist"),
         )
-        .detail(json!({ "name": name })),
-        Err(e) => e.into(),
+        .detail(json!({ "name": name }))),
+    }
+}
+
+/// NAME_UNKNOWN if the repository is missing, else the given error.
+pub(crate) async fn or_name_unknown(reg: &Registry, name: &str, err: ApiError) -> ApiError {
+    match require_repository(reg, name).await {
+        Ok(()) => err,
+        Err(e) => e,
     }
 }
 

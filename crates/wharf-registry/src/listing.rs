@@ -1,7 +1,7 @@
 //! Listings: `_catalog`, tags, and referrers.
 
-use crate::blobs::parse_digest;
-use crate::error::{ApiError, ApiResult, Code};
+use crate::blobs::{parse_digest, require_repository};
+use crate::error::ApiResult;
 use crate::uploads::query;
 use crate::Registry;
 use axum::extract::Request;
@@ -82,13 +82,9 @@ pub async fn tags(reg: &Registry, name: &str, req: Request) -> ApiResult<Respons
             .list_tags(name, p.last.as_deref(), p.n + 1)
             .await?
     };
-    if tags.is_empty() && reg.meta().get_repository(name).await?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            Code::NameUnknown,
-            format!("repository {name:?} does not exist"),
-        )
-        .detail(json!({ "name": name })));
+    if tags.is_empty() {
+        // Tell an empty repository from a missing one.
+        require_repository(reg, name).await?;
     }
     let more = tags.len() > p.n;
     tags.truncate(p.n);

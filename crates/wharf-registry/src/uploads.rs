@@ -248,13 +248,9 @@ async fn finish_upload(
         let size = reg.blobs().upload_size(id).await?;
         check_chunk(headers, id, name, size)?;
         let limit = reg.config().max_blob_bytes;
-        if let Err(e) = reg
-            .blobs()
+        reg.blobs()
             .append_upload(id, size, body_stream(body, limit, size))
-            .await
-        {
-            return Err(e.into());
-        }
+            .await?;
     }
     let committed = reg.blobs().commit_upload(id, digest).await;
     // The staging area is gone either way; so is the session.
