@@ -140,6 +140,26 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE repositories ADD COLUMN encryption_type TEXT NOT NULL DEFAULT 'AES256';
     ALTER TABLE repositories ADD COLUMN kms_key TEXT;
     "#,
+    // 5: repository policies, resource tags, registry settings, server secrets, pull times.
+    r#"
+    ALTER TABLE repositories ADD COLUMN policy TEXT;
+    ALTER TABLE manifests ADD COLUMN last_pulled_at INTEGER;
+    CREATE TABLE repository_tags (
+        repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        key           TEXT NOT NULL,
+        value         TEXT NOT NULL,
+        PRIMARY KEY (repository_id, key)
+    ) STRICT;
+    CREATE TABLE registries (
+        account_id TEXT PRIMARY KEY NOT NULL,
+        policy     TEXT
+    ) STRICT;
+    CREATE TABLE server_secrets (
+        name       TEXT PRIMARY KEY NOT NULL,
+        value      BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 // Queries of the read paths, named so their plans can be checked (see the tests).
