@@ -9,9 +9,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use wharf_oci::Digest;
 
+pub mod namespace;
 pub mod sqlite;
 pub mod testsuite;
 
+pub use namespace::{qualified_name, Namespaced};
 pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch.
@@ -96,6 +98,8 @@ pub struct Repository {
     pub encryption_type: String,
     /// KMS key of the encryption configuration, if any.
     pub kms_key: Option<String>,
+    /// The repository policy (IAM JSON policy text), if one is set.
+    pub policy: Option<String>,
 }
 
 /// Settings fixed when a repository is created (ECR's CreateRepository inputs).
@@ -353,6 +357,31 @@ pub struct PutOutcome {
     pub previous_tag_target: Option<Digest>,
 }
 
+/// Most resource tags a repository may carry (ECR's limit).
+pub const MAX_RESOURCE_TAGS: usize = 50;
+
+/// An image as ECR's DescribeImages reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// Manifest digest.
+    pub digest: Digest,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Artifact type, if any.
+    pub artifact_type: Option<String>,
+    /// Size in bytes: the blobs (config and layers) the manifest references; for an
+    /// index, the largest of its children.
+    pub size: u64,
+    /// Tags pointing at it, sorted.
+    pub tags: Vec<String>,
+    /// When it was pushed.
+    pub pushed_at: Millis,
+    /// When it was last pulled, if recorded.
+    pub last_pulled_at: Option<Millis>,
+    /// Its subject, if any.
+    pub subject: Option<Digest>,
+}
+
 /// A manifest that names another as its subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Referrer {
@@ -409,6 +438,52 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Deletes a repository; with `force` also its manifests, tags and links,
     /// otherwise fails with [`MetaError::RepositoryNotEmpty`] if it holds manifests.
     async fn delete_repository(&self, name: &str, force: bool) -> Result<(), MetaError>;
+    /// Sets (`Some`) or removes (`None`) repository `name`'s policy (IAM JSON text,
+    /// validated by the caller).
+    async fn set_repository_policy(
+        &self,
+        name: &str,
+        policy: Option<&str>,
+    ) -> Result<Repository, MetaError>;
+    /// Resource tags of repository `name`, sorted by key (empty if it does not exist).
+    async fn repository_tags(&self, name: &str) -> Result<Vec<(String, String)>, MetaError>;
+    /// Adds or overwrites resource tags of repository `name`; more than
+    /// [`MAX_RESOURCE_TAGS`] in all fails with [`MetaError::InvalidSetting`].
+    async fn tag_repository(&self, name: &str, tags: &[(String, String)]) -> Result<(), MetaError>;
+    /// Removes the resource tags with these keys from repository `name`.
+    async fn untag_repository(&self, name: &str, keys: &[String]) -> Result<(), MetaError>;
+    /// The registry policy of an account, if set.
+    async fn registry_policy(&self, account_id: &str) -> Result<Option<String>, MetaError>;
+    /// Sets (`Some`) or removes (`None`) an account's registry policy.
+    async fn set_registry_policy(
+        &self,
+        account_id: &str,
+        policy: Option<&str>,
+    ) -> Result<(), MetaError>;
+    /// The server-wide secret named `name`: stored as `candidate` by the first caller,
+    /// and the stored value returned to every caller after (so replicas agree).
+    async fn server_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, MetaError>;
+    /// Up to `limit` images (manifests) of `repository` with digests after `after`,
+    /// sorted by digest.
+    async fn list_images(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ImageRecord>, MetaError>;
+    /// One image of `repository`, by tag or digest.
+    async fn get_image(
+        &self,
+        repository: &str,
+        reference: &Reference,
+    ) -> Result<Option<ImageRecord>, MetaError>;
+    /// Records when images were last pulled (later times win; missing images are
+    /// skipped).
+    async fn record_pulls(
+        &self,
+        repository: &str,
+        pulls: &[(Digest, Millis)],
+    ) -> Result<(), MetaError>;
 
     /// Records that verified blob `digest` of `size` bytes exists and links it to
     /// `repository` (after an upload).

@@ -13,9 +13,9 @@
 //! `None`/empty/`false`.
 
 use crate::{
-    now_millis, AccessKey, ManifestRecord, MetaError, MetadataStore, Millis, NewManifest,
-    PutOutcome, Reference, Referrer, Repository, RepositorySettings, TagMutability, TagPolicy,
-    Upload,
+    now_millis, AccessKey, ImageRecord, ManifestRecord, MetaError, MetadataStore, Millis,
+    NewManifest, PutOutcome, Reference, Referrer, Repository, RepositorySettings, TagMutability,
+    TagPolicy, Upload,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -192,9 +192,9 @@ const TAGS_AFTER: &str = "
     SELECT t.name FROM repositories r JOIN tags t ON t.repository_id = r.id
     WHERE r.name = ?1 AND t.name > ?2
     ORDER BY t.name LIMIT ?3";
-const REPOSITORIES_FIRST: &str = "SELECT name, created_at, tag_mutability, tag_exclusion_filters, scan_on_push, encryption_type, kms_key FROM repositories ORDER BY name LIMIT ?1";
+const REPOSITORIES_FIRST: &str = "SELECT name, created_at, tag_mutability, tag_exclusion_filters, scan_on_push, encryption_type, kms_key, policy FROM repositories ORDER BY name LIMIT ?1";
 const REPOSITORIES_AFTER: &str =
-    "SELECT name, created_at, tag_mutability, tag_exclusion_filters, scan_on_push, encryption_type, kms_key FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2";
+    "SELECT name, created_at, tag_mutability, tag_exclusion_filters, scan_on_push, encryption_type, kms_key, policy FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2";
 /// Size of a blob if the named repository links it.
 const REPOSITORY_BLOB: &str = "
     SELECT b.size FROM repositories r
@@ -421,7 +421,7 @@ fn require_repository(conn: &Connection, name: &str) -> Result<i64, MetaError> {
 fn get_repository_row(conn: &Connection, name: &str) -> Result<Option<Repository>, MetaError> {
     conn.prepare_cached(
         "SELECT name, created_at, tag_mutability, tag_exclusion_filters, scan_on_push,
-                encryption_type, kms_key
+                encryption_type, kms_key, policy
          FROM repositories WHERE name = ?1",
     )
     .and_then(|mut st| st.query_row([name], repository_row).optional())
@@ -462,7 +462,80 @@ fn insert_repository_with(
         scan_on_push: s.scan_on_push,
         encryption_type: s.encryption_type.clone(),
         kms_key: s.kms_key.clone(),
+        policy: None,
     })
+}
+
+/// Sum of the sizes of the blobs manifest `digest` references.
+fn blob_bytes(conn: &Connection, repo: i64, digest: &str) -> Result<u64, MetaError> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(b.size), 0) FROM manifest_blobs mb
+             JOIN blobs b ON b.digest = mb.blob_digest
+             WHERE mb.repository_id = ?1 AND mb.manifest_digest = ?2",
+        )
+        .and_then(|mut st| st.query_row(params![repo, digest], |r| r.get(0)))
+        .ctx(&format!("sizing image {digest}"))?;
+    to_u64(n, "image size")
+}
+
+/// Image `digest` of repository `repo`, with its size and tags.
+fn image_row(conn: &Connection, repo: i64, digest: &str) -> Result<Option<ImageRecord>, MetaError> {
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Millis,
+        Option<Millis>,
+    );
+    let row: Option<Row> = conn
+        .prepare_cached(
+            "SELECT media_type, artifact_type, subject, pushed_at, last_pulled_at
+             FROM manifests WHERE repository_id = ?1 AND digest = ?2",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![repo, digest], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()
+        })
+        .ctx(&format!("reading image {digest}"))?;
+    let Some((media_type, artifact_type, subject, pushed_at, last_pulled_at)) = row else {
+        return Ok(None);
+    };
+    let children: Vec<String> = conn
+        .prepare_cached(
+            "SELECT child_digest FROM manifest_children
+             WHERE repository_id = ?1 AND parent_digest = ?2",
+        )
+        .and_then(|mut st| {
+            st.query_map(params![repo, digest], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .ctx(&format!("reading the children of {digest}"))?;
+    let mut size = blob_bytes(conn, repo, digest)?;
+    for c in &children {
+        size = size.max(blob_bytes(conn, repo, c)?);
+    }
+    let tags: Vec<String> = conn
+        .prepare_cached(
+            "SELECT name FROM tags WHERE repository_id = ?1 AND manifest_digest = ?2 ORDER BY name",
+        )
+        .and_then(|mut st| {
+            st.query_map(params![repo, digest], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .ctx(&format!("reading the tags of {digest}"))?;
+    Ok(Some(ImageRecord {
+        digest: parse_digest(digest)?,
+        media_type,
+        artifact_type,
+        size,
+        tags,
+        pushed_at,
+        last_pulled_at,
+        subject: subject.as_deref().map(parse_digest).transpose()?,
+    }))
 }
 
 const ACCESS_KEY_COLUMNS: &str = "SELECT access_key_id, secret_access_key, account_id,
@@ -498,6 +571,7 @@ fn repository_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Repository> {
         scan_on_push: r.get(4)?,
         encryption_type: r.get(5)?,
         kms_key: r.get(6)?,
+        policy: r.get(7)?,
     })
 }
 
@@ -652,7 +726,7 @@ fn put_manifest_tx(
             let policy = tx
                 .prepare_cached(
                     "SELECT name, created_at, tag_mutability, tag_exclusion_filters, scan_on_push,
-                            encryption_type, kms_key
+                            encryption_type, kms_key, policy
                      FROM repositories WHERE id = ?1",
                 )
                 .and_then(|mut st| st.query_row([repo], repository_row))
@@ -789,6 +863,228 @@ impl MetadataStore for SqliteStore {
             }
             get_repository_row(tx, &name)?
                 .ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))
+        })
+        .await
+    }
+
+    async fn set_repository_policy(
+        &self,
+        name: &str,
+        policy: Option<&str>,
+    ) -> Result<Repository, MetaError> {
+        let name = name.to_string();
+        let policy = policy.map(str::to_string);
+        self.write(move |tx| {
+            let changed = tx
+                .prepare_cached("UPDATE repositories SET policy = ?2 WHERE name = ?1")
+                .and_then(|mut st| st.execute(params![name, policy]))
+                .ctx(&format!("setting the policy of {name:?}"))?;
+            if changed == 0 {
+                return Err(MetaError::RepositoryNotFound(name.clone()));
+            }
+            get_repository_row(tx, &name)?
+                .ok_or_else(|| MetaError::RepositoryNotFound(name.clone()))
+        })
+        .await
+    }
+
+    async fn repository_tags(&self, name: &str) -> Result<Vec<(String, String)>, MetaError> {
+        let name = name.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT t.key, t.value FROM repositories r
+                 JOIN repository_tags t ON t.repository_id = r.id
+                 WHERE r.name = ?1 ORDER BY t.key",
+            )
+            .and_then(|mut st| {
+                st.query_map([&name], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .ctx(&format!("reading the tags of {name:?}"))
+        })
+        .await
+    }
+
+    async fn tag_repository(&self, name: &str, tags: &[(String, String)]) -> Result<(), MetaError> {
+        let name = name.to_string();
+        let tags = tags.to_vec();
+        self.write(move |tx| {
+            let repo = require_repository(tx, &name)?;
+            for (k, v) in &tags {
+                tx.prepare_cached(
+                    "INSERT INTO repository_tags (repository_id, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (repository_id, key) DO UPDATE SET value = excluded.value",
+                )
+                .and_then(|mut st| st.execute(params![repo, k, v]))
+                .ctx(&format!("tagging {name:?}"))?;
+            }
+            let count: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM repository_tags WHERE repository_id = ?1")
+                .and_then(|mut st| st.query_row([repo], |r| r.get(0)))
+                .ctx(&format!("counting the tags of {name:?}"))?;
+            if count as usize > crate::MAX_RESOURCE_TAGS {
+                return Err(MetaError::InvalidSetting(format!(
+                    "repository {name:?} would carry {count} tags; at most {} are allowed",
+                    crate::MAX_RESOURCE_TAGS
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn untag_repository(&self, name: &str, keys: &[String]) -> Result<(), MetaError> {
+        let name = name.to_string();
+        let keys = keys.to_vec();
+        self.write(move |tx| {
+            let repo = require_repository(tx, &name)?;
+            for k in &keys {
+                tx.prepare_cached(
+                    "DELETE FROM repository_tags WHERE repository_id = ?1 AND key = ?2",
+                )
+                .and_then(|mut st| st.execute(params![repo, k]))
+                .ctx(&format!("untagging {name:?}"))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn registry_policy(&self, account_id: &str) -> Result<Option<String>, MetaError> {
+        let account = account_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT policy FROM registries WHERE account_id = ?1")
+                .and_then(|mut st| {
+                    st.query_row([&account], |r| r.get::<_, Option<String>>(0))
+                        .optional()
+                })
+                .map(Option::flatten)
+                .ctx(&format!("reading the registry policy of account {account}"))
+        })
+        .await
+    }
+
+    async fn set_registry_policy(
+        &self,
+        account_id: &str,
+        policy: Option<&str>,
+    ) -> Result<(), MetaError> {
+        let account = account_id.to_string();
+        let policy = policy.map(str::to_string);
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO registries (account_id, policy) VALUES (?1, ?2)
+                 ON CONFLICT (account_id) DO UPDATE SET policy = excluded.policy",
+            )
+            .and_then(|mut st| st.execute(params![account, policy]))
+            .ctx(&format!("setting the registry policy of account {account}"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, MetaError> {
+        let name = name.to_string();
+        let candidate = candidate.to_vec();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO server_secrets (name, value, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .and_then(|mut st| st.execute(params![name, candidate, now_millis()]))
+            .ctx(&format!("storing server secret {name:?}"))?;
+            tx.prepare_cached("SELECT value FROM server_secrets WHERE name = ?1")
+                .and_then(|mut st| st.query_row([&name], |r| r.get(0)))
+                .ctx(&format!("reading server secret {name:?}"))
+        })
+        .await
+    }
+
+    async fn list_images(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ImageRecord>, MetaError> {
+        let repository = repository.to_string();
+        let after = after.unwrap_or("").to_string();
+        self.read(move |conn| {
+            let Some(repo) = repository_id(conn, &repository)? else {
+                return Ok(Vec::new());
+            };
+            let digests: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT digest FROM manifests WHERE repository_id = ?1 AND digest > ?2
+                     ORDER BY digest LIMIT ?3",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![repo, after, limit_param(limit)], |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .ctx(&format!("listing the images of {repository:?}"))?;
+            let mut out = Vec::with_capacity(digests.len());
+            for d in digests {
+                if let Some(img) = image_row(conn, repo, &d)? {
+                    out.push(img);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_image(
+        &self,
+        repository: &str,
+        reference: &Reference,
+    ) -> Result<Option<ImageRecord>, MetaError> {
+        let repository = repository.to_string();
+        let reference = reference.clone();
+        self.read(move |conn| {
+            let Some(repo) = repository_id(conn, &repository)? else {
+                return Ok(None);
+            };
+            let digest = match &reference {
+                Reference::Digest(d) => d.to_string(),
+                Reference::Tag(t) => {
+                    let found: Option<String> = conn
+                        .prepare_cached(
+                            "SELECT manifest_digest FROM tags WHERE repository_id = ?1 AND name = ?2",
+                        )
+                        .and_then(|mut st| st.query_row(params![repo, t], |r| r.get(0)).optional())
+                        .ctx(&format!("reading tag {t:?} of {repository:?}"))?;
+                    match found {
+                        Some(d) => d,
+                        None => return Ok(None),
+                    }
+                }
+            };
+            image_row(conn, repo, &digest)
+        })
+        .await
+    }
+
+    async fn record_pulls(
+        &self,
+        repository: &str,
+        pulls: &[(Digest, Millis)],
+    ) -> Result<(), MetaError> {
+        let repository = repository.to_string();
+        let pulls: Vec<(String, Millis)> = pulls.iter().map(|(d, t)| (d.to_string(), *t)).collect();
+        self.write(move |tx| {
+            let Some(repo) = repository_id(tx, &repository)? else {
+                return Ok(());
+            };
+            for (d, t) in &pulls {
+                tx.prepare_cached(
+                    "UPDATE manifests SET last_pulled_at = ?3
+                     WHERE repository_id = ?1 AND digest = ?2
+                       AND (last_pulled_at IS NULL OR last_pulled_at < ?3)",
+                )
+                .and_then(|mut st| st.execute(params![repo, d, t]))
+                .ctx(&format!("recording pulls of {repository:?}"))?;
+            }
+            Ok(())
         })
         .await
     }

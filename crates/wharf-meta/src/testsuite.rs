@@ -60,6 +60,9 @@ pub async fn run_all(store: &dyn MetadataStore) {
     tag_policies(store).await;
     access_keys(store).await;
     repository_settings(store).await;
+    policies_and_resource_tags(store).await;
+    images(store).await;
+    server_secrets(store).await;
 }
 
 #[track_caller]
@@ -1761,4 +1764,229 @@ pub async fn repository_settings(store: &dyn MetadataStore) {
         store.set_scan_on_push("settings/none", true).await,
         Err(MetaError::RepositoryNotFound(_))
     ));
+}
+
+/// Repository and registry policies; resource tags.
+pub async fn policies_and_resource_tags(store: &dyn MetadataStore) {
+    let r = must(store.create_repository("rpolicy/app").await, "create");
+    assert_eq!(r.policy, None);
+    let doc = r#"{"Version":"2012-10-17","Statement":[]}"#;
+    let set = must(
+        store.set_repository_policy("rpolicy/app", Some(doc)).await,
+        "set policy",
+    );
+    assert_eq!(set.policy.as_deref(), Some(doc));
+    let got = must(store.get_repository("rpolicy/app").await, "get").expect("exists");
+    assert_eq!(got.policy.as_deref(), Some(doc), "policy read back");
+    let listed = must(store.list_repositories(Some("rpolicy/"), 10).await, "list");
+    assert_eq!(listed[0].policy.as_deref(), Some(doc), "policy in listings");
+    let cleared = must(
+        store.set_repository_policy("rpolicy/app", None).await,
+        "clear policy",
+    );
+    assert_eq!(cleared.policy, None);
+    assert!(matches!(
+        store.set_repository_policy("rpolicy/none", Some(doc)).await,
+        Err(MetaError::RepositoryNotFound(_))
+    ));
+
+    assert_eq!(
+        must(store.registry_policy("111122223333").await, "get"),
+        None
+    );
+    must(
+        store.set_registry_policy("111122223333", Some(doc)).await,
+        "set registry policy",
+    );
+    assert_eq!(
+        must(store.registry_policy("111122223333").await, "get").as_deref(),
+        Some(doc)
+    );
+    assert_eq!(
+        must(store.registry_policy("444455556666").await, "other"),
+        None
+    );
+    must(
+        store.set_registry_policy("111122223333", None).await,
+        "clear",
+    );
+    assert_eq!(
+        must(store.registry_policy("111122223333").await, "get"),
+        None
+    );
+
+    let t = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert!(must(store.repository_tags("rpolicy/app").await, "tags").is_empty());
+    must(
+        store
+            .tag_repository("rpolicy/app", &[t("team", "a"), t("env", "prod")])
+            .await,
+        "tag",
+    );
+    must(
+        store.tag_repository("rpolicy/app", &[t("team", "b")]).await,
+        "retag",
+    );
+    assert_eq!(
+        must(store.repository_tags("rpolicy/app").await, "tags"),
+        vec![t("env", "prod"), t("team", "b")],
+        "sorted by key, overwritten value"
+    );
+    must(
+        store
+            .untag_repository("rpolicy/app", &["env".to_string(), "nope".to_string()])
+            .await,
+        "untag",
+    );
+    assert_eq!(
+        must(store.repository_tags("rpolicy/app").await, "tags"),
+        vec![t("team", "b")]
+    );
+    let many: Vec<(String, String)> = (0..50).map(|i| t(&format!("k{i}"), "v")).collect();
+    assert!(matches!(
+        store.tag_repository("rpolicy/app", &many).await,
+        Err(MetaError::InvalidSetting(_))
+    ));
+    assert_eq!(
+        must(store.repository_tags("rpolicy/app").await, "tags").len(),
+        1,
+        "a refused tagging changes nothing"
+    );
+    assert!(matches!(
+        store.tag_repository("rpolicy/none", &[t("a", "b")]).await,
+        Err(MetaError::RepositoryNotFound(_))
+    ));
+    must(store.delete_repository("rpolicy/app", true).await, "delete");
+    must(store.create_repository("rpolicy/app").await, "recreate");
+    assert!(
+        must(store.repository_tags("rpolicy/app").await, "tags").is_empty(),
+        "tags go with the repository"
+    );
+}
+
+/// Image listings with sizes, tags and pull times.
+pub async fn images(store: &dyn MetadataStore) {
+    must(store.create_repository("images/app").await, "create");
+    let (a, b, c) = (sha256("img-a"), sha256("img-b"), sha256("img-c"));
+    must(store.link_blob("images/app", &a, 100).await, "link a");
+    must(store.link_blob("images/app", &b, 20).await, "link b");
+    must(store.link_blob("images/app", &c, 5).await, "link c");
+    let m1 = image("images-one", &[&a, &b]);
+    let m2 = image("images-two", &[&c]);
+    must(
+        store.put_manifest("images/app", &m1, Some("v1")).await,
+        "put 1",
+    );
+    must(
+        store.put_manifest("images/app", &m1, Some("latest")).await,
+        "tag 1",
+    );
+    must(store.put_manifest("images/app", &m2, None).await, "put 2");
+    let idx = index("images-index", &[&m1.digest, &m2.digest]);
+    must(
+        store.put_manifest("images/app", &idx, Some("multi")).await,
+        "put index",
+    );
+
+    let all = must(store.list_images("images/app", None, 10).await, "list");
+    assert_eq!(all.len(), 3);
+    let mut sorted: Vec<String> = all.iter().map(|i| i.digest.to_string()).collect();
+    sorted.sort();
+    assert_eq!(
+        all.iter().map(|i| i.digest.to_string()).collect::<Vec<_>>(),
+        sorted,
+        "sorted by digest"
+    );
+    let one = all
+        .iter()
+        .find(|i| i.digest == m1.digest)
+        .expect("m1 listed");
+    assert_eq!(one.size, 120, "size = referenced blobs");
+    assert_eq!(one.tags, vec!["latest".to_string(), "v1".to_string()]);
+    assert_eq!(one.media_type, IMAGE);
+    assert_eq!(one.last_pulled_at, None);
+    let two = all
+        .iter()
+        .find(|i| i.digest == m2.digest)
+        .expect("m2 listed");
+    assert!(two.tags.is_empty() && two.size == 5);
+    let ix = all
+        .iter()
+        .find(|i| i.digest == idx.digest)
+        .expect("index listed");
+    assert_eq!(ix.size, 120, "an index is as large as its largest child");
+    assert_eq!(ix.tags, vec!["multi".to_string()]);
+
+    let page = must(
+        store.list_images("images/app", Some(&sorted[0]), 1).await,
+        "page",
+    );
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].digest.to_string(), sorted[1], "cursor is exclusive");
+    assert!(must(store.list_images("images/none", None, 10).await, "none").is_empty());
+
+    let by_tag = must(
+        store
+            .get_image("images/app", &Reference::Tag("v1".into()))
+            .await,
+        "by tag",
+    );
+    assert_eq!(by_tag.as_ref(), Some(one));
+    let by_digest = must(
+        store
+            .get_image("images/app", &Reference::Digest(m2.digest.clone()))
+            .await,
+        "by digest",
+    );
+    assert_eq!(by_digest.as_ref(), Some(two));
+    assert!(must(
+        store
+            .get_image("images/app", &Reference::Tag("nope".into()))
+            .await,
+        "missing"
+    )
+    .is_none());
+
+    must(
+        store
+            .record_pulls(
+                "images/app",
+                &[(m1.digest.clone(), 5_000), (sha256("gone"), 1)],
+            )
+            .await,
+        "record",
+    );
+    must(
+        store
+            .record_pulls("images/app", &[(m1.digest.clone(), 4_000)])
+            .await,
+        "older pull",
+    );
+    let pulled = must(
+        store
+            .get_image("images/app", &Reference::Digest(m1.digest.clone()))
+            .await,
+        "pulled",
+    )
+    .expect("exists");
+    assert_eq!(pulled.last_pulled_at, Some(5_000), "later times win");
+    must(
+        store
+            .record_pulls("images/none", &[(m1.digest.clone(), 1)])
+            .await,
+        "missing repository is skipped",
+    );
+}
+
+/// Server secrets: the first candidate wins.
+pub async fn server_secrets(store: &dyn MetadataStore) {
+    let first = must(store.server_secret("suite-token", b"first").await, "first");
+    assert_eq!(first, b"first");
+    let second = must(
+        store.server_secret("suite-token", b"second").await,
+        "second",
+    );
+    assert_eq!(second, b"first", "the stored secret is kept");
+    let other = must(store.server_secret("suite-other", b"x").await, "other");
+    assert_eq!(other, b"x");
 }

@@ -23,6 +23,87 @@ async fn shared_suite() {
     testsuite::run_all(&store).await;
 }
 
+/// The suite again through one account's namespace: accounts are transparent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_suite_in_an_account_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn MetadataStore> =
+        std::sync::Arc::new(open(&dir.path().join("metadata.db")));
+    testsuite::run_all(&wharf_meta::Namespaced::new(store, "111122223333")).await;
+}
+
+/// Two accounts on one store see only their own repositories, uploads and images.
+#[tokio::test]
+async fn accounts_are_isolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn MetadataStore> =
+        std::sync::Arc::new(open(&dir.path().join("metadata.db")));
+    let a = wharf_meta::Namespaced::new(store.clone(), "111111111111");
+    let b = wharf_meta::Namespaced::new(store.clone(), "222222222222");
+    a.create_repository("app").await.unwrap();
+    a.create_repository("zeta").await.unwrap();
+    b.create_repository("app").await.unwrap();
+    b.create_repository("beta").await.unwrap();
+    let names = |v: Vec<wharf_meta::Repository>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(a.list_repositories(None, 10).await.unwrap()),
+        ["app", "zeta"]
+    );
+    assert_eq!(
+        names(b.list_repositories(None, 10).await.unwrap()),
+        ["app", "beta"]
+    );
+    assert_eq!(
+        names(b.list_repositories(Some("app"), 10).await.unwrap()),
+        ["beta"]
+    );
+    assert_eq!(
+        names(store.list_repositories(None, 10).await.unwrap()),
+        [
+            "111111111111/app",
+            "111111111111/zeta",
+            "222222222222/app",
+            "222222222222/beta"
+        ]
+    );
+    let d = Algorithm::Sha256.digest(b"layer");
+    a.link_blob("app", &d, 5).await.unwrap();
+    assert_eq!(a.repository_blob("app", &d).await.unwrap(), Some(5));
+    assert_eq!(
+        b.repository_blob("app", &d).await.unwrap(),
+        None,
+        "no cross-account read"
+    );
+    let m = image("ns-manifest", &[&d]);
+    assert!(matches!(
+        b.put_manifest("app", &m, Some("v1")).await,
+        Err(MetaError::MissingBlob { repository, .. }) if repository == "app"
+    ));
+    a.put_manifest("app", &m, Some("v1")).await.unwrap();
+    assert!(b
+        .get_manifest("app", &Reference::Tag("v1".into()))
+        .await
+        .unwrap()
+        .is_none());
+    let up = wharf_meta::Upload {
+        id: "u1".into(),
+        repository: "app".into(),
+        started_at: 1,
+        updated_at: 1,
+    };
+    a.create_upload(&up).await.unwrap();
+    assert_eq!(a.get_upload("u1").await.unwrap(), Some(up));
+    assert_eq!(
+        b.get_upload("u1").await.unwrap(),
+        None,
+        "another account's upload is invisible"
+    );
+    assert!(matches!(
+        b.delete_repository("zeta", false).await,
+        Err(MetaError::RepositoryNotFound(n)) if n == "zeta"
+    ));
+}
+
 #[tokio::test]
 async fn shared_suite_on_current_thread_runtime() {
     let dir = tempfile::tempdir().unwrap();
