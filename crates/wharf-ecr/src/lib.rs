@@ -7,14 +7,14 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use wharf_auth::sigv4;
-use wharf_meta::{AccessKey, MetaError, MetadataStore};
+use wharf_access::{Authority, Refusal};
+use wharf_meta::{MetaError, MetadataStore};
 
 pub mod bootstrap;
 mod ops;
@@ -31,27 +31,13 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 pub struct EcrConfig {
     /// Region name this Wharf serves (SigV4 scope, ARNs).
     pub region: String,
-    /// Host (and port) of the registry endpoint, for `repositoryUri` and `proxyEndpoint`.
+    /// Host (and port) of the registry endpoint, for `repositoryUri`.
     pub registry_host: String,
+    /// URL of the registry endpoint (`http(s)://host:port`), ECR's `proxyEndpoint`.
+    pub proxy_endpoint: String,
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// Its account.
-    pub account_id: String,
-    /// Its IAM user name.
-    pub user_name: String,
-    /// The access key that signed the request.
-    pub access_key_id: String,
-}
-
-impl Caller {
-    /// The caller's ARN.
-    pub fn arn(&self) -> String {
-        format!("arn:aws:iam::{}:user/{}", self.account_id, self.user_name)
-    }
-}
+pub use wharf_auth::Caller;
 
 /// An error answered in AWS JSON 1.1 form.
 #[derive(Debug, Clone)]
@@ -146,19 +132,39 @@ pub struct EcrApi {
 
 struct Inner {
     meta: Arc<dyn MetadataStore>,
+    authority: Arc<Authority>,
     config: EcrConfig,
 }
 
+impl From<Refusal> for EcrError {
+    fn from(r: Refusal) -> EcrError {
+        EcrError::new(r.status, r.code, r.message)
+    }
+}
+
 impl EcrApi {
-    /// An API over `meta`.
-    pub fn new(meta: Arc<dyn MetadataStore>, config: EcrConfig) -> EcrApi {
+    /// An API over the whole metadata store `meta` (all accounts).
+    pub fn new(
+        meta: Arc<dyn MetadataStore>,
+        authority: Arc<Authority>,
+        config: EcrConfig,
+    ) -> EcrApi {
         EcrApi {
-            inner: Arc::new(Inner { meta, config }),
+            inner: Arc::new(Inner {
+                meta,
+                authority,
+                config,
+            }),
         }
     }
 
-    pub(crate) fn meta(&self) -> &dyn MetadataStore {
-        self.inner.meta.as_ref()
+    /// Account `account`'s view of the metadata store.
+    pub(crate) fn registry(&self, account: &str) -> wharf_meta::Namespaced {
+        wharf_meta::Namespaced::new(self.inner.meta.clone(), account)
+    }
+
+    pub(crate) fn authority(&self) -> &Authority {
+        &self.inner.authority
     }
 
     pub(crate) fn config(&self) -> &EcrConfig {
@@ -171,53 +177,6 @@ impl EcrApi {
             .route("/", post(handle))
             .with_state(self.clone())
     }
-
-    /// Authenticates a signed request: parses the SigV4 signature, finds the access
-    /// key, verifies the signature. The message of every refusal says why.
-    pub async fn authenticate(
-        &self,
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        headers: &HeaderMap,
-        body: &[u8],
-        service: &str,
-    ) -> Result<Caller, EcrError> {
-        let req = sigv4::Request {
-            method,
-            path,
-            query,
-            headers,
-            body,
-        };
-        let parsed = sigv4::parse(&req).map_err(sig_error)?;
-        let key: Option<AccessKey> = self.meta().get_access_key(&parsed.access_key_id).await?;
-        let Some(key) = key.filter(|k| k.active) else {
-            return Err(EcrError::new(
-                403,
-                "UnrecognizedClientException",
-                format!(
-                    "The security token included in the request is invalid: access key {} is not an active key of this registry",
-                    parsed.access_key_id
-                ),
-            ));
-        };
-        let expect = sigv4::Expect {
-            service,
-            region: &self.config().region,
-            now: time::OffsetDateTime::now_utc(),
-        };
-        sigv4::verify(&req, &parsed, &key.secret_access_key, &expect).map_err(sig_error)?;
-        Ok(Caller {
-            account_id: key.account_id,
-            user_name: key.user_name,
-            access_key_id: key.access_key_id,
-        })
-    }
-}
-
-fn sig_error(e: sigv4::SigV4Error) -> EcrError {
-    EcrError::new(e.status(), e.code(), e.to_string())
 }
 
 async fn handle(State(api): State<EcrApi>, req: Request) -> Response {
@@ -260,14 +219,20 @@ async fn dispatch(api: &EcrApi, req: Request) -> Result<Value, EcrError> {
             format!("X-Amz-Target {target:?} is not an ECR operation (expected {TARGET_PREFIX}<Operation>)"),
         ));
     };
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let caller = api
-        .authenticate(
+        .authority()
+        .authenticate_sigv4(
             parts.method.as_str(),
             parts.uri.path(),
             parts.uri.query(),
             &parts.headers,
             &body,
             SIGNING_NAME,
+            peer,
         )
         .await?;
     let Some(op) = wharf_ecr_model::Operation::from_name(operation) else {

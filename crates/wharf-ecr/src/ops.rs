@@ -2,7 +2,10 @@
 //! model describes them.
 
 use crate::{Caller, EcrApi, EcrError};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use serde_json::{json, Map, Value};
+use wharf_meta::MetadataStore;
 use wharf_meta::{Repository, RepositorySettings, TagMutability, TagPolicy};
 
 /// Runs `operation` for `caller`.
@@ -12,8 +15,25 @@ pub async fn call(
     operation: &str,
     input: &Value,
 ) -> Result<Value, EcrError> {
-    let ctx = Ctx { api, caller, input };
+    // The registry addressed: the caller's own unless `registryId` names another
+    // account's, which that account's policies must then open to the caller.
+    let registry = match input.get("registryId").and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => caller.account_id.clone(),
+    };
+    let repository = input.get("repositoryName").and_then(Value::as_str);
+    api.authority()
+        .authorize(caller, &format!("ecr:{operation}"), &registry, repository)
+        .await?;
+    let ctx = Ctx {
+        api,
+        caller,
+        input,
+        meta: api.registry(&registry),
+        registry,
+    };
     match operation {
+        "GetAuthorizationToken" => get_authorization_token(&ctx).await,
         "CreateRepository" => create_repository(&ctx).await,
         "DescribeRepositories" => describe_repositories(&ctx).await,
         "DeleteRepository" => delete_repository(&ctx).await,
@@ -31,6 +51,10 @@ struct Ctx<'a> {
     api: &'a EcrApi,
     caller: &'a Caller,
     input: &'a Value,
+    /// The account whose registry is addressed.
+    registry: String,
+    /// That registry's repositories.
+    meta: wharf_meta::Namespaced,
 }
 
 impl Ctx<'_> {
@@ -56,18 +80,9 @@ impl Ctx<'_> {
         })
     }
 
-    /// The registry (account) addressed: the caller's own unless `registryId` names
-    /// another, which needs cross-account policies (not yet available).
+    /// The registry (account) addressed.
     fn registry_id(&self) -> Result<String, EcrError> {
-        match self.str("registryId")? {
-            None => Ok(self.caller.account_id.clone()),
-            Some(id) if id == self.caller.account_id => Ok(id.to_string()),
-            Some(id) => Err(EcrError::invalid(format!(
-                "registryId {id} is not the caller's account {} ({}); cross-account access is not available yet",
-                self.caller.account_id,
-                self.caller.arn()
-            ))),
-        }
+        Ok(self.registry.clone())
     }
 
     fn repository_name(&self) -> Result<String, EcrError> {
@@ -238,8 +253,7 @@ async fn create_repository(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         settings.kms_key = kms;
     }
     let repo = ctx
-        .api
-        .meta()
+        .meta
         .create_repository_with(&name, &settings)
         .await
         .map_err(|e| ctx.meta_error(e, &name, &registry))?;
@@ -277,7 +291,7 @@ async fn describe_repositories(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         }
         let mut repos = Vec::new();
         for n in &names {
-            match ctx.api.meta().get_repository(n).await? {
+            match ctx.meta.get_repository(n).await? {
                 Some(r) => repos.push(ctx.repository_json(&r, &registry)),
                 None => return Err(ctx.not_found(n, &registry)),
             }
@@ -286,7 +300,7 @@ async fn describe_repositories(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         return Ok(Value::Object(out));
     }
     let limit = max.unwrap_or(1000);
-    let mut page = ctx.api.meta().list_repositories(token, limit + 1).await?;
+    let mut page = ctx.meta.list_repositories(token, limit + 1).await?;
     let more = page.len() > limit;
     page.truncate(limit);
     if more {
@@ -313,11 +327,10 @@ async fn delete_repository(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         .get("force")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let Some(repo) = ctx.api.meta().get_repository(&name).await? else {
+    let Some(repo) = ctx.meta.get_repository(&name).await? else {
         return Err(ctx.not_found(&name, &registry));
     };
-    ctx.api
-        .meta()
+    ctx.meta
         .delete_repository(&name, force)
         .await
         .map_err(|e| ctx.meta_error(e, &name, &registry))?;
@@ -329,8 +342,7 @@ async fn put_image_tag_mutability(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
     let name = ctx.repository_name()?;
     let policy = tag_policy(ctx.input, true)?.unwrap_or_default();
     let repo = ctx
-        .api
-        .meta()
+        .meta
         .set_tag_policy(&name, &policy)
         .await
         .map_err(|e| ctx.meta_error(e, &name, &registry))?;
@@ -361,8 +373,7 @@ async fn put_image_scanning_configuration(ctx: &Ctx<'_>) -> Result<Value, EcrErr
             )
         })?;
     let repo = ctx
-        .api
-        .meta()
+        .meta
         .set_scan_on_push(&name, scan)
         .await
         .map_err(|e| ctx.meta_error(e, &name, &registry))?;
@@ -371,4 +382,28 @@ async fn put_image_scanning_configuration(ctx: &Ctx<'_>) -> Result<Value, EcrErr
         "repositoryName": repo.name,
         "imageScanningConfiguration": { "scanOnPush": repo.scan_on_push },
     }))
+}
+
+async fn get_authorization_token(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
+    let (token, expires_at) = ctx.api.authority().issue_token(ctx.caller)?;
+    let encoded = STANDARD.encode(format!("AWS:{token}"));
+    let registries: Vec<String> = match ctx.input.get("registryIds") {
+        Some(Value::Array(ids)) if !ids.is_empty() => ids
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => vec![ctx.registry.clone()],
+    };
+    let data: Vec<Value> = registries
+        .iter()
+        .map(|_| {
+            json!({
+                "authorizationToken": encoded,
+                "expiresAt": expires_at,
+                "proxyEndpoint": ctx.api.config().proxy_endpoint,
+            })
+        })
+        .collect();
+    Ok(json!({ "authorizationData": data }))
 }

@@ -8,11 +8,16 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use wharf_blob::BlobStore;
-use wharf_meta::MetadataStore;
+use wharf_meta::{MetadataStore, Millis, Namespaced};
+use wharf_oci::Digest;
 
+pub mod access;
 mod blobs;
 pub mod error;
 mod listing;
@@ -21,6 +26,7 @@ mod route;
 mod uploads;
 pub mod util;
 
+pub use access::{AccessRequest, Gate, Grant, OpenGate};
 pub use error::{ApiError, ApiResult, Code};
 use route::Route;
 
@@ -55,10 +61,21 @@ pub struct Registry {
 }
 
 struct Inner {
+    /// The whole store (all accounts).
+    store: Arc<dyn MetadataStore>,
+    /// What handlers read and write: one account's namespace of `store` while a
+    /// request is handled, `store` itself otherwise.
     meta: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
     config: RegistryConfig,
+    gate: Arc<dyn Gate>,
+    /// The account `meta` is scoped to, if any.
+    account: Option<String>,
+    pulls: Arc<PullLog>,
 }
+
+/// Pulls not yet written to the database: (account, repository) → digest → time.
+type PullLog = Mutex<HashMap<(String, String), HashMap<Digest, Millis>>>;
 
 impl Registry {
     /// A registry over the given stores.
@@ -66,14 +83,77 @@ impl Registry {
         meta: Arc<dyn MetadataStore>,
         blobs: Arc<dyn BlobStore>,
         config: RegistryConfig,
+        gate: Arc<dyn Gate>,
     ) -> Registry {
         Registry {
             inner: Arc::new(Inner {
+                store: meta.clone(),
                 meta,
                 blobs,
                 config,
+                gate,
+                account: None,
+                pulls: Arc::new(Mutex::new(HashMap::new())),
             }),
         }
+    }
+
+    /// This registry as seen by requests addressing `account`.
+    fn scoped(&self, account: &str) -> Registry {
+        let i = &self.inner;
+        Registry {
+            inner: Arc::new(Inner {
+                store: i.store.clone(),
+                meta: Arc::new(Namespaced::new(i.store.clone(), account)),
+                blobs: i.blobs.clone(),
+                config: i.config.clone(),
+                gate: i.gate.clone(),
+                account: Some(account.to_string()),
+                pulls: i.pulls.clone(),
+            }),
+        }
+    }
+
+    pub(crate) fn gate(&self) -> &dyn Gate {
+        self.inner.gate.as_ref()
+    }
+
+    /// Notes that `digest` was pulled from `repository` now; written to the database
+    /// in batches by [`Registry::flush_pulls`].
+    pub(crate) fn note_pull(&self, repository: &str, digest: &Digest) {
+        let Some(account) = &self.inner.account else {
+            return;
+        };
+        let mut log = self
+            .inner
+            .pulls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        log.entry((account.clone(), repository.to_string()))
+            .or_default()
+            .insert(digest.clone(), wharf_meta::now_millis());
+    }
+
+    /// Writes the pull times noted since the last flush (ECR's
+    /// `lastRecordedPullTime`). Returns how many images were updated.
+    pub async fn flush_pulls(&self) -> ApiResult<usize> {
+        let batch = std::mem::take(
+            &mut *self
+                .inner
+                .pulls
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let mut n = 0;
+        for ((account, repository), pulls) in batch {
+            let pulls: Vec<(Digest, Millis)> = pulls.into_iter().collect();
+            n += pulls.len();
+            self.inner
+                .store
+                .record_pulls(&wharf_meta::qualified_name(&account, &repository), &pulls)
+                .await?;
+        }
+        Ok(n)
     }
 
     pub(crate) fn meta(&self) -> &dyn MetadataStore {
@@ -103,15 +183,16 @@ impl Registry {
         let timeout = self.config().upload_timeout.as_millis() as i64;
         let cutoff = wharf_meta::now_millis() - timeout;
         let mut removed = 0;
-        for upload in self.meta().stale_uploads(cutoff).await? {
+        let store = self.inner.store.as_ref();
+        for upload in store.stale_uploads(cutoff).await? {
             self.blobs().abort_upload(&upload.id).await?;
-            self.meta().delete_upload(&upload.id).await?;
+            store.delete_upload(&upload.id).await?;
             removed += 1;
         }
         // Staging areas without a session row: the row is written before the staging
         // area is created, so such an area is left over from a crash or a failed start.
         for id in self.blobs().list_uploads().await? {
-            if self.meta().get_upload(&id).await?.is_none() {
+            if store.get_upload(&id).await?.is_none() {
                 self.blobs().abort_upload(&id).await?;
                 removed += 1;
             }
@@ -124,7 +205,7 @@ async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let result = match route::parse(&path) {
-        Ok(route) => handle(&reg, route, req).await,
+        Ok(route) => admit_and_handle(&reg, route, req).await,
         Err(e) => Err(e),
     };
     let mut resp = match result {
@@ -137,6 +218,27 @@ async fn dispatch(State(reg): State<Registry>, req: Request) -> Response {
         HeaderValue::from_static("registry/2.0"),
     );
     resp
+}
+
+/// The client's address, when the server records it.
+pub(crate) fn peer(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+async fn admit_and_handle(reg: &Registry, route: Route, req: Request) -> ApiResult<Response> {
+    let grant = reg
+        .gate()
+        .admit(&AccessRequest {
+            headers: req.headers(),
+            peer: peer(&req),
+            repository: route.repository(),
+            actions: route.actions(req.method()),
+        })
+        .await?;
+    tracing::trace!(principal = %grant.principal, account = %grant.account, "admitted");
+    handle(&reg.scoped(&grant.account), route, req).await
 }
 
 async fn handle(reg: &Registry, route: Route, req: Request) -> ApiResult<Response> {

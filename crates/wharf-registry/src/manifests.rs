@@ -94,7 +94,11 @@ pub async fn get(reg: &Registry, name: &str, reference: &str, req: Request) -> A
             .detail(json!({ "mediaType": m.media_type, "digest": m.digest.to_string() })));
         }
     }
-    Ok(manifest_response(m, req.method() == Method::HEAD))
+    let head = req.method() == Method::HEAD;
+    if !head {
+        reg.note_pull(name, &m.digest);
+    }
+    Ok(manifest_response(m, head))
 }
 
 fn manifest_response(m: ManifestRecord, head: bool) -> Response {
@@ -130,6 +134,7 @@ async fn drain(body: Body, limit: usize) {
 pub async fn put(reg: &Registry, name: &str, reference: &str, req: Request) -> ApiResult<Response> {
     let reference = parse_reference(reference)?;
     let content_type = header(req.headers(), "content-type").map(str::to_string);
+    let (headers, peer) = (req.headers().clone(), crate::peer(&req));
     let max = reg.config().max_manifest_bytes;
     let too_large = || {
         ApiError::new(
@@ -185,7 +190,7 @@ pub async fn put(reg: &Registry, name: &str, reference: &str, req: Request) -> A
         }
         Reference::Tag(t) => (Algorithm::Sha256.digest(&body), Some(t.as_str())),
     };
-    repository_for_push(reg, name).await?;
+    repository_for_push(reg, name, &headers, peer).await?;
     let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
     let new = NewManifest {
         digest: digest.clone(),

@@ -4,7 +4,7 @@
 use crate::blobs::parse_digest;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::util::{header, parse_content_range, range_header};
-use crate::Registry;
+use crate::{AccessRequest, Registry};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
@@ -25,14 +25,28 @@ pub(crate) fn query(req: &Request) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Makes sure `name` exists before a push: creates it when create-on-push is on.
-pub(crate) async fn repository_for_push(reg: &Registry, name: &str) -> ApiResult<()> {
-    if reg.config().create_on_push {
-        reg.meta().ensure_repository(name).await?;
-        return Ok(());
-    }
+/// Makes sure `name` exists before a push: creates it when create-on-push is on and
+/// the caller may `ecr:CreateRepository`.
+pub(crate) async fn repository_for_push(
+    reg: &Registry,
+    name: &str,
+    headers: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
+) -> ApiResult<()> {
     match reg.meta().get_repository(name).await? {
         Some(_) => Ok(()),
+        None if reg.config().create_on_push => {
+            reg.gate()
+                .admit(&AccessRequest {
+                    headers,
+                    peer,
+                    repository: Some(name),
+                    actions: &["ecr:CreateRepository"],
+                })
+                .await?;
+            reg.meta().ensure_repository(name).await?;
+            Ok(())
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             Code::NameUnknown,
@@ -160,12 +174,23 @@ pub async fn start(reg: &Registry, name: &str, req: Request) -> ApiResult<Respon
     let q = query(&req);
     let digest = q.get("digest").map(|d| parse_digest(d)).transpose()?;
     let mount = q.get("mount").map(|d| parse_digest(d)).transpose()?;
-    repository_for_push(reg, name).await?;
+    let peer = crate::peer(&req);
+    repository_for_push(reg, name, req.headers(), peer).await?;
     if let Some(mount) = &mount {
         if let Some(from) = q.get("from") {
-            if names::validate_repository(from).is_ok()
-                && reg.meta().mount_blob(from, name, mount).await?.is_some()
-            {
+            // Mounting reads the blob from `from`: the caller must be able to pull it.
+            let may_read = names::validate_repository(from).is_ok()
+                && reg
+                    .gate()
+                    .admit(&AccessRequest {
+                        headers: req.headers(),
+                        peer,
+                        repository: Some(from),
+                        actions: &["ecr:GetDownloadUrlForLayer"],
+                    })
+                    .await
+                    .is_ok();
+            if may_read && reg.meta().mount_blob(from, name, mount).await?.is_some() {
                 return Ok(blob_created(name, mount));
             }
         }

@@ -12,6 +12,16 @@ use wharf_registry::RegistryConfig;
 pub const DEFAULT_DATA_DIR: &str = "./wharf-data";
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+/// Default account id.
+pub const DEFAULT_ACCOUNT: &str = "000000000000";
+
+/// Checks that an account id is 12 digits.
+pub fn check_account_id(id: &str) -> Result<()> {
+    if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        anyhow::bail!("account id {id:?} must be 12 digits");
+    }
+    Ok(())
+}
 
 /// Flags of `wharf serve`; each also reads a `WHARF_*` environment variable.
 #[derive(clap::Args, Debug, Default)]
@@ -60,6 +70,11 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_secret_access_key: Option<String>,
+    /// Authentication: `iam` (default) verifies every signature and token and
+    /// evaluates IAM policies; `permissive` (development only) lets any credentials,
+    /// or none, act as the administrator.
+    #[arg(long, env = "WHARF_AUTH")]
+    pub auth: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -75,6 +90,7 @@ struct FileConfig {
     max_blob_bytes: Option<u64>,
     region: Option<String>,
     account_id: Option<String>,
+    auth: Option<String>,
 }
 
 /// The resolved configuration.
@@ -87,6 +103,7 @@ pub struct Settings {
     pub region: String,
     pub account_id: String,
     pub admin_key: Option<(String, String)>,
+    pub auth: wharf_access::AuthMode,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -141,10 +158,13 @@ impl Settings {
         let account_id = args
             .account_id
             .or(file.account_id)
-            .unwrap_or_else(|| "000000000000".to_string());
-        if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
-            anyhow::bail!("account id {account_id:?} must be 12 digits");
-        }
+            .unwrap_or_else(|| DEFAULT_ACCOUNT.to_string());
+        check_account_id(&account_id)?;
+        let auth = match args.auth.or(file.auth).as_deref() {
+            None | Some("iam") => wharf_access::AuthMode::Iam,
+            Some("permissive") => wharf_access::AuthMode::Permissive,
+            Some(other) => anyhow::bail!("--auth {other:?} must be iam or permissive"),
+        };
         let admin_key = args.admin_access_key_id.zip(args.admin_secret_access_key);
         Ok(Settings {
             listen,
@@ -154,6 +174,7 @@ impl Settings {
             region,
             account_id,
             admin_key,
+            auth,
         })
     }
 }

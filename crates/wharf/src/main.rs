@@ -25,6 +25,21 @@ enum Command {
         #[command(subcommand)]
         action: RepoAction,
     },
+    /// Manage accounts in a data directory.
+    Account {
+        #[command(subcommand)]
+        action: AccountAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountAction {
+    /// Create an account (a registry of its own) and print its administrator's
+    /// access key, once.
+    Create {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +111,9 @@ struct DataDirArg {
     /// Data directory of the registry (the server may be running on it).
     #[arg(long, env = "WHARF_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// The account whose registry is meant.
+    #[arg(long, env = "WHARF_ACCOUNT_ID", default_value = config::DEFAULT_ACCOUNT)]
+    account_id: String,
 }
 
 fn main() -> Result<()> {
@@ -107,12 +125,43 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Repo { action } => runtime.block_on(repo(action)),
+        Command::Account { action } => runtime.block_on(account(action)),
     }
+}
+
+async fn account(action: AccountAction) -> Result<()> {
+    match action {
+        AccountAction::Create { data } => {
+            config::check_account_id(&data.account_id)?;
+            let store = serve::open_metadata(&data.data_dir)?;
+            match wharf_ecr::bootstrap::ensure_admin(&store, &data.account_id, None).await? {
+                wharf_ecr::bootstrap::Bootstrap::Created(key) => {
+                    println!(
+                        "account {} created; its administrator (shown once, keep it):",
+                        key.account_id
+                    );
+                    println!("  export AWS_ACCESS_KEY_ID={}", key.access_key_id);
+                    println!("  export AWS_SECRET_ACCESS_KEY={}", key.secret_access_key);
+                }
+                wharf_ecr::bootstrap::Bootstrap::Existing => {
+                    anyhow::bail!("account {} exists already", data.account_id)
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn repo(action: RepoAction) -> Result<()> {
     use wharf_meta::MetadataStore;
-    let open = |d: &DataDirArg| serve::open_metadata(&d.data_dir);
+    let open = |d: &DataDirArg| -> Result<wharf_meta::Namespaced> {
+        config::check_account_id(&d.account_id)?;
+        let store = serve::open_metadata(&d.data_dir)?;
+        Ok(wharf_meta::Namespaced::new(
+            std::sync::Arc::new(store),
+            &d.account_id,
+        ))
+    };
     match action {
         RepoAction::Create { name, tags, data } => {
             wharf_oci::names::validate_repository(&name).map_err(anyhow::Error::msg)?;

@@ -12,6 +12,8 @@ use wharf_registry::Registry;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often pull times are written to the database.
+const PULL_FLUSH: Duration = Duration::from_secs(5);
 
 /// Opens the SQLite metadata database of a data directory.
 pub fn open_metadata(data_dir: &Path) -> Result<SqliteStore> {
@@ -43,25 +45,44 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     )
     .await
     .context("setting up the administrator access key")?;
-    let registry = Registry::new(meta.clone(), blobs, settings.registry.clone());
+    let authority = Arc::new(
+        wharf_access::Authority::new(
+            meta.clone(),
+            wharf_access::AccessConfig {
+                region: settings.region.clone(),
+                default_account: settings.account_id.clone(),
+                mode: settings.auth,
+            },
+        )
+        .await
+        .context("setting up authentication")?,
+    );
+    let registry = Registry::new(
+        meta.clone(),
+        blobs,
+        settings.registry.clone(),
+        Arc::new(wharf_access::RegistryGate(authority.clone())),
+    );
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let ecr = wharf_ecr::EcrApi::new(
-        meta,
-        wharf_ecr::EcrConfig {
-            region: settings.region.clone(),
-            registry_host: addr.to_string(),
-        },
-    );
-    let app = registry.router().merge(ecr.router());
     let scheme = if settings.tls.is_some() {
         "https"
     } else {
         "http"
     };
+    let ecr = wharf_ecr::EcrApi::new(
+        meta,
+        authority,
+        wharf_ecr::EcrConfig {
+            region: settings.region.clone(),
+            registry_host: addr.to_string(),
+            proxy_endpoint: format!("{scheme}://{addr}"),
+        },
+    );
+    let app = registry.router().merge(ecr.router());
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "wharf listening on {scheme}://{addr}")?;
@@ -80,17 +101,30 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         } else {
             " --tls-verify=false"
         };
+        let region = &settings.region;
         writeln!(
             out,
-            "  push: podman push{tls_flag} IMAGE {addr}/myapp:latest"
+            "  ECR API: aws ecr describe-repositories --endpoint-url {scheme}://{addr} --region {region}"
         )?;
-        writeln!(out, "        skopeo copy --dest-tls-verify=false docker-archive:image.tar docker://{addr}/myapp:latest")?;
-        writeln!(out, "  pull: docker pull {addr}/myapp:latest")?;
         writeln!(
             out,
-            "  ECR API: aws ecr describe-repositories --endpoint-url {scheme}://{addr} --region {}",
-            settings.region
+            "  log in:  aws ecr get-login-password --endpoint-url {scheme}://{addr} --region {region} | docker login --username AWS --password-stdin {addr}"
         )?;
+        writeln!(
+            out,
+            "           (or any client: user = access key id, password = its secret)"
+        )?;
+        writeln!(
+            out,
+            "  push:    docker push {addr}/myapp:latest   (podman push{tls_flag} ...)"
+        )?;
+        writeln!(out, "  pull:    docker pull {addr}/myapp:latest")?;
+        if settings.auth == wharf_access::AuthMode::Permissive {
+            writeln!(
+                out,
+                "  auth: PERMISSIVE (development only): any credentials, or none, act as the administrator"
+            )?;
+        }
         if let wharf_ecr::bootstrap::Bootstrap::Created(key) = &bootstrap {
             writeln!(
                 out,
@@ -111,13 +145,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         registry.clone(),
         settings.registry.upload_timeout,
     ));
+    let pull_recorder = tokio::spawn(pull_loop(registry.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = match settings.tls {
         None => tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(wait_stop(stop_rx))
-                .await
-                .map_err(anyhow::Error::from)
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(wait_stop(stop_rx))
+            .await
+            .map_err(anyhow::Error::from)
         }),
         Some((cert, key)) => {
             tokio::spawn(crate::serve::tls::serve(listener, app, cert, key, stop_rx))
@@ -127,11 +165,23 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
     janitor.abort();
+    pull_recorder.abort();
     match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
         Ok(joined) => joined.context("server task")??,
         Err(_) => tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; exiting"),
     }
     Ok(())
+}
+
+/// Writes noted pull times to the database every few seconds.
+async fn pull_loop(registry: Registry) {
+    let mut tick = tokio::time::interval(PULL_FLUSH);
+    loop {
+        tick.tick().await;
+        if let Err(e) = registry.flush_pulls().await {
+            tracing::warn!("recording pull times failed: {}", e.message);
+        }
+    }
 }
 
 async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
@@ -206,7 +256,7 @@ mod tls {
         let std_listener = listener.into_std()?;
         axum_server::from_tcp_rustls(std_listener, config)?
             .handle(handle)
-            .serve(app.into_make_service())
+            .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .await
             .context("serving HTTPS")
     }

@@ -212,14 +212,14 @@ struct ClientEnv {
 }
 
 impl ClientEnv {
-    fn new(dir: &Path) -> ClientEnv {
+    fn new(dir: &Path, host: &str) -> ClientEnv {
         fs::create_dir_all(dir).unwrap();
         fs::write(
             dir.join("policy.json"),
             r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
         )
         .unwrap();
-        fs::write(dir.join("auth.json"), "{}").unwrap();
+        fs::write(dir.join("auth.json"), common::auth_json(host)).unwrap();
         ClientEnv {
             dir: dir.to_path_buf(),
         }
@@ -593,7 +593,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 fn skopeo_copy_inspect_list_delete() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let env = ClientEnv::new(&tmp.path().join("client"));
+    let env = ClientEnv::new(&tmp.path().join("client"), &reg.host);
     let fx = Fixture::build(&tmp.path().join("src"));
     let repo = reg.repo("wharf-test/skopeo");
 
@@ -773,7 +773,7 @@ impl Podman {
 fn podman_pull_tag_push_rmi() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let env = ClientEnv::new(&tmp.path().join("client"));
+    let env = ClientEnv::new(&tmp.path().join("client"), &reg.host);
     let fx = Fixture::build(&tmp.path().join("src"));
     let podman = Podman::new(&tmp.path().join("podman"), &env);
     let repo = reg.repo("wharf-test/podman");
@@ -996,11 +996,50 @@ fn pushed_digest(out: &str) -> String {
 fn docker_load_push_pull() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let env = ClientEnv::new(&tmp.path().join("client"));
+    let env = ClientEnv::new(&tmp.path().join("client"), &reg.host);
     let fx = Fixture::build(&tmp.path().join("src"));
     let repo = reg.repo("wharf-test/docker");
     env.push(&fx.dir, "multi", &reg.docker_ref(&repo, "multi"), true);
     let docker = Dockerd::start(&tmp.path().join("docker"));
+    if let Some(server) = &reg.server {
+        // As ECR users log in: aws ecr get-login-password | docker login.
+        let password = ok(Command::new("aws")
+            .args(["ecr", "get-login-password", "--endpoint-url", &server.url])
+            .args(["--region", "us-east-1"])
+            .env("AWS_ACCESS_KEY_ID", common::ADMIN_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", common::ADMIN_SECRET)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"));
+        let mut login = docker
+            .cmd()
+            .args(["login", "--username", "AWS", "--password-stdin", &reg.host])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = login.stdin.take().unwrap();
+            stdin.write_all(password.trim().as_bytes()).unwrap();
+        }
+        let out = login.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "docker login failed: {text}");
+        assert!(text.contains("Login Succeeded"), "{text}");
+        // Without the login, docker is refused with the registry's reason.
+        let anon = docker.dir.join("anon-cli");
+        fs::create_dir_all(&anon).unwrap();
+        fs::write(anon.join("config.json"), "{}").unwrap();
+        let refused = docker
+            .cmd()
+            .env("DOCKER_CONFIG", &anon)
+            .args(["pull", &reg.image(&repo, "multi")])
+            .output()
+            .unwrap();
+        assert!(!refused.status.success(), "anonymous pull must fail");
+    }
 
     // Load the image from an archive, then push it.
     let name = reg.image(&repo, "v1");
@@ -1078,7 +1117,7 @@ fn skopeo_push_needs_repo_without_create_on_push() {
     let reg = Registry::wharf(&["--no-create-on-push"]);
     let data_dir = reg.server.as_ref().unwrap().data_dir.clone();
     let tmp = tempfile::tempdir().unwrap();
-    let env = ClientEnv::new(&tmp.path().join("client"));
+    let env = ClientEnv::new(&tmp.path().join("client"), &reg.host);
     let fx = Fixture::build(&tmp.path().join("src"));
     let repo = "wharf-test/precreated";
 

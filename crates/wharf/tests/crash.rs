@@ -62,7 +62,13 @@ enum Stop {
 }
 
 fn crash_client(base: &str) -> Reg {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&common::admin_basic()).unwrap(),
+    );
     let c = reqwest::Client::builder()
+        .default_headers(headers)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(120))
         .build()

@@ -136,7 +136,7 @@ fn repositories_through_the_aws_cli() {
 
     // The repository is the one /v2/ sees.
     let r = Command::new("curl")
-        .args(["-s", &srv.at("/v2/_catalog")])
+        .args(["-s", "-u", &format!("{AK}:{SK}"), &srv.at("/v2/_catalog")])
         .output()
         .unwrap();
     let catalog: Value = serde_json::from_slice(&r.stdout).unwrap();
@@ -212,7 +212,7 @@ fn tag_mutability_set_by_the_api_holds_on_v2() {
     let digest = wharf_oci::Algorithm::Sha256.digest(config).to_string();
     let curl = |args: &[&str]| {
         let out = Command::new("curl")
-            .args(["-s"])
+            .args(["-s", "-u", &format!("{AK}:{SK}")])
             .args(args)
             .output()
             .unwrap();

@@ -59,7 +59,15 @@ async fn immutable_tags_are_refused_with_the_reason() {
         "{list}"
     );
 
-    let client = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&common::admin_basic()).unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
     let config = b"{}";
     let digest = Algorithm::Sha256.digest(config).to_string();
     let r = client
@@ -119,6 +127,16 @@ async fn immutable_tags_are_refused_with_the_reason() {
             "--src-tls-verify=false",
             "--dest-tls-verify=false",
         ])
+        .arg(format!(
+            "--src-creds={}:{}",
+            common::ADMIN_KEY,
+            common::ADMIN_SECRET
+        ))
+        .arg(format!(
+            "--dest-creds={}:{}",
+            common::ADMIN_KEY,
+            common::ADMIN_SECRET
+        ))
         .arg(format!("docker://{}/locked/app:latest", srv.host))
         .arg(format!("docker://{}/locked/app:v1", srv.host))
         .output()

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new("curl")
+        .args([
+            "-u",
+            &format!("{}:{}", common::ADMIN_KEY, common::ADMIN_SECRET),
+        ])
         .args(["-sS", "--max-time", "20"])
         .args(args)
         .output()

@@ -6,6 +6,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Access key id of the administrator every test server is started with.
+pub const ADMIN_KEY: &str = "AKIAWHARFTESTADMIN01";
+/// Its secret.
+pub const ADMIN_SECRET: &str = "wharf-test-admin-secret-0123456789abcdef";
+/// The account of test servers.
+pub const ACCOUNT: &str = "000000000000";
+
+/// `Basic <base64(ADMIN_KEY:ADMIN_SECRET)>`: the administrator's `/v2/` credentials.
+pub fn admin_basic() -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN_KEY}:{ADMIN_SECRET}"))
+    )
+}
+
+/// A containers-auth.json / docker config.json logging in to `host` as the
+/// administrator.
+pub fn auth_json(host: &str) -> String {
+    use base64::Engine;
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN_KEY}:{ADMIN_SECRET}"));
+    format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#)
+}
+
 /// A running `wharf serve` process.
 pub struct Server {
     /// `http://127.0.0.1:PORT`
@@ -113,6 +138,16 @@ fn try_spawn(data_dir: &Path, listen: &str, extra: &[String]) -> Result<(Child, 
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra)
+        .args(if extra.iter().any(|a| a == "--admin-access-key-id") {
+            Vec::new()
+        } else {
+            vec![
+                "--admin-access-key-id",
+                ADMIN_KEY,
+                "--admin-secret-access-key",
+                ADMIN_SECRET,
+            ]
+        })
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),

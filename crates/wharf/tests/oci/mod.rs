@@ -427,7 +427,13 @@ pub struct Reg {
 
 /// A `reqwest` client that never follows redirects.
 pub fn client() -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&crate::common::admin_basic()).expect("header"),
+    );
     Client::builder()
+        .default_headers(headers)
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(4)
         .build()
@@ -715,7 +721,10 @@ pub async fn raw_http(
         .await
         .map_err(|e| format!("connect {host}: {e}"))?;
     let (mut rd, mut wr) = stream.into_split();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAuthorization: {}\r\n",
+        crate::common::admin_basic()
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -1,0 +1,409 @@
+//! Who may do what: the one place where Wharf authenticates callers and authorizes
+//! what they do, for the AWS APIs on `POST /` and for `/v2/` alike (DESIGN.md §7).
+//!
+//! - API calls are signed with SigV4 ([`Authority::authenticate_sigv4`]).
+//! - `/v2/` requests carry HTTP Basic credentials ([`Authority::authenticate_basic`]):
+//!   user `AWS` with a registry token from `GetAuthorizationToken` ([`token`]), or an
+//!   access key id with its secret.
+//! - Every action is then authorized for the caller ([`Authority::authorize`]); refusals
+//!   name the principal, the action, the resource and the reason.
+//! - [`RegistryGate`] puts `/v2/` behind all of this.
+
+use async_trait::async_trait;
+use axum::http::{HeaderMap, StatusCode};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use std::net::IpAddr;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use wharf_auth::{sigv4, Caller, Principal};
+use wharf_meta::{AccessKey, MetaError, MetadataStore};
+use wharf_registry::{AccessRequest, ApiError, Code, Gate, Grant};
+
+pub mod token;
+
+pub use token::{TokenError, TokenKey};
+
+/// Registry tokens are valid this long (as ECR's).
+pub const TOKEN_LIFETIME_SECS: i64 = 12 * 3600;
+/// Name of the server secret that signs registry tokens.
+const TOKEN_SECRET: &str = "registry-token-hmac";
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// SigV4 and registry credentials are verified and IAM policies decide (default).
+    #[default]
+    Iam,
+    /// Development only: any well-formed credentials, or none, act as the default
+    /// account's administrator.
+    Permissive,
+}
+
+/// Settings of the authority.
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    /// Region name (SigV4 scope, ARNs).
+    pub region: String,
+    /// The account of anonymous and permissive-mode requests.
+    pub default_account: String,
+    /// Authentication mode.
+    pub mode: AuthMode,
+}
+
+/// A refusal in AWS terms: HTTP status, error code, and a message saying why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// AWS error code (`UnrecognizedClientException`, `AccessDeniedException`, ...).
+    pub code: &'static str,
+    /// Why.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<MetaError> for Refusal {
+    fn from(e: MetaError) -> Refusal {
+        Refusal::new(500, "ServerException", e.to_string())
+    }
+}
+
+/// Authenticates callers and authorizes their actions.
+pub struct Authority {
+    meta: Arc<dyn MetadataStore>,
+    tokens: TokenKey,
+    config: AccessConfig,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// 32 bytes from the operating system's CSPRNG (UUIDv4 randomness, fixed bits cut).
+fn random_secret() -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    while out.len() < 32 {
+        for (i, b) in uuid::Uuid::new_v4().as_bytes().iter().enumerate() {
+            if i != 6 && i != 8 && out.len() < 32 {
+                out.push(*b);
+            }
+        }
+    }
+    out
+}
+
+impl Authority {
+    /// An authority over `meta`; loads (or creates, once for all replicas) the token
+    /// signing secret.
+    pub async fn new(
+        meta: Arc<dyn MetadataStore>,
+        config: AccessConfig,
+    ) -> Result<Authority, MetaError> {
+        let secret = meta.server_secret(TOKEN_SECRET, &random_secret()).await?;
+        if config.mode == AuthMode::Permissive {
+            tracing::warn!(
+                "authentication is PERMISSIVE: any credentials, or none, act as the administrator of account {}; never use this outside development",
+                config.default_account
+            );
+        }
+        Ok(Authority {
+            meta,
+            tokens: TokenKey::new(secret),
+            config,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AccessConfig {
+        &self.config
+    }
+
+    fn admin(&self, access_key_id: Option<String>, source_ip: Option<IpAddr>) -> Caller {
+        Caller {
+            account_id: self.config.default_account.clone(),
+            principal: Principal::User {
+                name: "admin".into(),
+                path: "/".into(),
+            },
+            access_key_id,
+            source_ip,
+        }
+    }
+
+    /// The active key `id`, or why not.
+    async fn active_key(&self, id: &str) -> Result<AccessKey, Refusal> {
+        match self.meta.get_access_key(id).await? {
+            Some(k) if k.active => Ok(k),
+            Some(_) => Err(Refusal::new(
+                403,
+                "UnrecognizedClientException",
+                format!("The security token included in the request is invalid: access key {id} is inactive"),
+            )),
+            None => Err(Refusal::new(
+                403,
+                "UnrecognizedClientException",
+                format!("The security token included in the request is invalid: access key {id} does not exist in this registry (deleted, or never created here)"),
+            )),
+        }
+    }
+
+    fn caller_of(key: &AccessKey, source_ip: Option<IpAddr>) -> Caller {
+        Caller {
+            account_id: key.account_id.clone(),
+            principal: Principal::User {
+                name: key.user_name.clone(),
+                path: "/".into(),
+            },
+            access_key_id: Some(key.access_key_id.clone()),
+            source_ip,
+        }
+    }
+
+    /// Authenticates a SigV4-signed request for `service`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn authenticate_sigv4(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+        service: &str,
+        source_ip: Option<IpAddr>,
+    ) -> Result<Caller, Refusal> {
+        let req = sigv4::Request {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        };
+        let sig_error = |e: sigv4::SigV4Error| Refusal::new(e.status(), e.code(), e.to_string());
+        let parsed = sigv4::parse(&req).map_err(sig_error)?;
+        if self.config.mode == AuthMode::Permissive {
+            return Ok(self.admin(Some(parsed.access_key_id), source_ip));
+        }
+        let key = self.active_key(&parsed.access_key_id).await?;
+        let expect = sigv4::Expect {
+            service,
+            region: &self.config.region,
+            now: time::OffsetDateTime::now_utc(),
+        };
+        sigv4::verify(&req, &parsed, &key.secret_access_key, &expect).map_err(sig_error)?;
+        Ok(Self::caller_of(&key, source_ip))
+    }
+
+    /// Authenticates `/v2/` credentials: `Authorization: Basic` with user `AWS` and a
+    /// registry token, or an access key id and its secret. No `Authorization` header
+    /// is the anonymous caller.
+    pub async fn authenticate_basic(
+        &self,
+        headers: &HeaderMap,
+        source_ip: Option<IpAddr>,
+    ) -> Result<Caller, Refusal> {
+        let anonymous = Caller {
+            account_id: String::new(),
+            principal: Principal::Anonymous,
+            access_key_id: None,
+            source_ip,
+        };
+        let Some(value) = headers.get("authorization") else {
+            if self.config.mode == AuthMode::Permissive {
+                return Ok(self.admin(None, source_ip));
+            }
+            return Ok(anonymous);
+        };
+        let unauthorized = |m: String| Refusal::new(401, "UNAUTHORIZED", m);
+        let value = value
+            .to_str()
+            .map_err(|_| unauthorized("the Authorization header is not ASCII".into()))?;
+        let Some(b64) = value
+            .strip_prefix("Basic ")
+            .or_else(|| value.strip_prefix("basic "))
+        else {
+            return Err(unauthorized(
+                "this registry takes HTTP Basic credentials: user AWS with the password from aws ecr get-login-password, or an access key id and its secret".into(),
+            ));
+        };
+        let decoded = STANDARD
+            .decode(b64.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                unauthorized("the Basic credentials are not valid base64 text".into())
+            })?;
+        let (user, password) = decoded.split_once(':').ok_or_else(|| {
+            unauthorized("the Basic credentials have no ':' between user and password".into())
+        })?;
+        if self.config.mode == AuthMode::Permissive {
+            return Ok(self.admin(None, source_ip));
+        }
+        if user == "AWS" {
+            let claims = self
+                .tokens
+                .verify(password, now_secs())
+                .map_err(|e| unauthorized(e.to_string()))?;
+            let key = self.active_key(&claims.access_key_id).await.map_err(|r| {
+                unauthorized(format!(
+                    "the registry token was issued to a key that is no longer valid: {}",
+                    r.message
+                ))
+            })?;
+            return Ok(Self::caller_of(&key, source_ip));
+        }
+        let key = self
+            .active_key(user)
+            .await
+            .map_err(|r| unauthorized(r.message))?;
+        if !bool::from(key.secret_access_key.as_bytes().ct_eq(password.as_bytes())) {
+            return Err(unauthorized(format!(
+                "the password is not the secret of access key {user}"
+            )));
+        }
+        Ok(Self::caller_of(&key, source_ip))
+    }
+
+    /// A registry token for `caller` (who must hold an access key) and its expiry in
+    /// epoch seconds.
+    pub fn issue_token(&self, caller: &Caller) -> Result<(String, i64), Refusal> {
+        let expires_at = now_secs() + TOKEN_LIFETIME_SECS;
+        match &caller.access_key_id {
+            Some(id) => Ok((self.tokens.issue(id, expires_at), expires_at)),
+            None => Err(Refusal::new(
+                400,
+                "InvalidParameterException",
+                "registry tokens are issued to callers signing with an access key",
+            )),
+        }
+    }
+
+    /// The ARN of a repository (or, for `None`, of all repositories) of `account`.
+    pub fn repository_arn(&self, account: &str, repository: Option<&str>) -> String {
+        format!(
+            "arn:aws:ecr:{}:{account}:repository/{}",
+            self.config.region,
+            repository.unwrap_or("*")
+        )
+    }
+
+    /// May `caller` perform `action` (e.g. `ecr:PutImage`) on `repository` of
+    /// `account`'s registry?
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        action: &str,
+        account: &str,
+        repository: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if caller.is_anonymous() {
+            return Err(Refusal::new(
+                401,
+                "UNAUTHORIZED",
+                format!(
+                    "anonymous access to {} is not allowed: no policy grants {action} to everyone; log in first",
+                    self.repository_arn(account, repository)
+                ),
+            ));
+        }
+        if caller.account_id == account {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            400,
+            "AccessDeniedException",
+            format!(
+                "User: {} is not authorized to perform: {action} on resource: {} because the resource belongs to account {account} and no policy of that account grants access to account {}",
+                caller.arn(),
+                self.repository_arn(account, repository),
+                caller.account_id
+            ),
+        ))
+    }
+
+    /// The account a `/v2/` request addresses through its host name
+    /// (`<account>.dkr.ecr.<region>.<domain>`), if it names one.
+    pub fn account_for_host(&self, headers: &HeaderMap) -> Option<String> {
+        let host = headers.get("host")?.to_str().ok()?;
+        let mut labels = host.split('.');
+        let account = labels.next()?;
+        let is_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+        (is_account && labels.next() == Some("dkr")).then(|| account.to_string())
+    }
+}
+
+/// Puts `/v2/` behind an [`Authority`].
+#[derive(Debug, Clone)]
+pub struct RegistryGate(pub Arc<Authority>);
+
+fn challenge(headers: &HeaderMap, message: String) -> ApiError {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("wharf");
+    ApiError::new(StatusCode::UNAUTHORIZED, Code::Unauthorized, message).header(
+        "www-authenticate",
+        format!(
+            "Basic realm=\"{}\",service=\"ecr.amazonaws.com\"",
+            host.replace('"', "")
+        ),
+    )
+}
+
+#[async_trait]
+impl Gate for RegistryGate {
+    async fn admit(&self, req: &AccessRequest<'_>) -> Result<Grant, ApiError> {
+        let auth = &self.0;
+        let caller = match auth.authenticate_basic(req.headers, req.peer).await {
+            Ok(c) => c,
+            Err(r) if r.status == 401 => return Err(challenge(req.headers, r.message)),
+            Err(r) => return Err(ApiError::internal(r.message)),
+        };
+        let account = auth.account_for_host(req.headers).unwrap_or_else(|| {
+            if caller.is_anonymous() {
+                auth.config.default_account.clone()
+            } else {
+                caller.account_id.clone()
+            }
+        });
+        if req.actions.is_empty() && caller.is_anonymous() {
+            return Err(challenge(
+                req.headers,
+                "authentication required: docker login with user AWS and the password from aws ecr get-login-password".into(),
+            ));
+        }
+        for action in req.actions {
+            if let Err(r) = auth
+                .authorize(&caller, action, &account, req.repository)
+                .await
+            {
+                return Err(match r.status {
+                    401 => challenge(req.headers, r.message),
+                    500 => ApiError::internal(r.message),
+                    _ => ApiError::new(StatusCode::FORBIDDEN, Code::Denied, r.message),
+                });
+            }
+        }
+        Ok(Grant {
+            account,
+            principal: caller.arn(),
+        })
+    }
+}

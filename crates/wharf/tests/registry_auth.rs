@@ -1,0 +1,318 @@
+//! `/v2/` behind IAM: Basic credentials (registry tokens from the real AWS CLI's
+//! `get-login-password`, or an access key and its secret), challenges, refusals that
+//! say why, and accounts as separate registries.
+
+mod common;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+use std::process::Command;
+
+fn aws(srv: &common::Server, key: &str, secret: &str, args: &[&str]) -> Value {
+    let out = Command::new("aws")
+        .args(args)
+        .args([
+            "--endpoint-url",
+            &srv.url,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .expect("aws CLI runs (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    serde_json::from_str(&text).unwrap_or(Value::String(text.trim().to_string()))
+}
+
+/// `curl -i` with extra arguments: (status, headers+body).
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-i"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Authorization: Basic {}",
+        STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Pushes a one-blob image to `repo:tag` through /v2/ with `auth`; returns the
+/// manifest PUT's status.
+fn push(
+    srv: &common::Server,
+    auth: &str,
+    host: Option<&str>,
+    repo: &str,
+    tag: &str,
+) -> (u16, String) {
+    let config = format!("{{\"repo\":\"{repo}\"}}");
+    let digest = wharf_oci::Algorithm::Sha256
+        .digest(config.as_bytes())
+        .to_string();
+    let mut args: Vec<String> = vec!["-H".into(), auth.into()];
+    if let Some(h) = host {
+        args.extend(["-H".into(), format!("Host: {h}")]);
+    }
+    let with = |extra: &[&str]| {
+        let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+        a.extend_from_slice(extra);
+        curl(&a)
+    };
+    let (status, text) = with(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &config,
+        &srv.at(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")),
+    ]);
+    if status != 201 {
+        return (status, text);
+    }
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    with(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &manifest,
+        &srv.at(&format!("/v2/{repo}/manifests/{tag}")),
+    ])
+}
+
+#[test]
+fn anonymous_requests_are_challenged() {
+    let srv = common::Server::start();
+    let (status, text) = curl(&[&srv.at("/v2/")]);
+    assert_eq!(status, 401, "{text}");
+    let lower = text.to_lowercase();
+    assert!(lower.contains("www-authenticate: basic realm="), "{text}");
+    assert!(
+        text.contains("UNAUTHORIZED") && text.contains("get-login-password"),
+        "{text}"
+    );
+    let (status, text) = curl(&[&srv.at("/v2/app/manifests/latest")]);
+    assert_eq!(status, 401, "{text}");
+    assert!(
+        text.contains("ecr:BatchGetImage") && text.contains("repository/app"),
+        "{text}"
+    );
+}
+
+#[test]
+fn access_keys_and_registry_tokens() {
+    let srv = common::Server::start();
+    // An access key id and its secret work as Basic credentials.
+    let admin = basic(common::ADMIN_KEY, common::ADMIN_SECRET);
+    let (status, text) = curl(&["-H", &admin, &srv.at("/v2/")]);
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = curl(&["-H", &basic(common::ADMIN_KEY, "wrong"), &srv.at("/v2/")]);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("not the secret of access key"), "{text}");
+    let (status, text) = curl(&["-H", &basic("AKIANOSUCHKEY0000000", "x"), &srv.at("/v2/")]);
+    assert_eq!(status, 401);
+    assert!(
+        text.contains("AKIANOSUCHKEY0000000") && text.contains("does not exist"),
+        "{text}"
+    );
+
+    // The ECR way: a 12-hour token for user AWS.
+    let password = aws(
+        &srv,
+        common::ADMIN_KEY,
+        common::ADMIN_SECRET,
+        &["ecr", "get-login-password"],
+    );
+    let password = password.as_str().expect("a password").to_string();
+    assert!(!password.contains(':') && password.len() > 40, "{password}");
+    let token = basic("AWS", &password);
+    let (status, text) = push(&srv, &token, None, "tokens/app", "v1");
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = curl(&["-H", &token, &srv.at("/v2/tokens/app/manifests/v1")]);
+    assert_eq!(status, 200, "{text}");
+
+    let data = aws(
+        &srv,
+        common::ADMIN_KEY,
+        common::ADMIN_SECRET,
+        &["ecr", "get-authorization-token"],
+    );
+    let entry = &data["authorizationData"][0];
+    let decoded = String::from_utf8(
+        STANDARD
+            .decode(entry["authorizationToken"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(decoded.starts_with("AWS:"), "{decoded}");
+    assert_eq!(entry["proxyEndpoint"], Value::String(srv.url.clone()));
+    // The CLI prints the epoch seconds ECR sends: twelve hours from now.
+    let expires = entry["expiresAt"].as_f64().expect("epoch seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (expires - now - 12.0 * 3600.0).abs() < 120.0,
+        "{expires} vs {now}"
+    );
+
+    // A tampered token is refused, saying so.
+    let mut forged = password.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, text) = curl(&["-H", &basic("AWS", &forged), &srv.at("/v2/")]);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("not a registry token"), "{text}");
+}
+
+#[test]
+fn accounts_are_separate_registries() {
+    let srv = common::Server::start();
+    let admin = basic(common::ADMIN_KEY, common::ADMIN_SECRET);
+    let (status, text) = push(&srv, &admin, None, "shared/name", "v1");
+    assert_eq!(status, 201, "{text}");
+
+    // A second account, created with the CLI, gets its own administrator.
+    let out = Command::new(common::wharf_bin())
+        .args([
+            "account",
+            "create",
+            "--account-id",
+            "111122223333",
+            "--data-dir",
+        ])
+        .arg(&srv.data_dir)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("{name} in {printed}"))
+            .to_string()
+    };
+    let (b_key, b_secret) = (field("AWS_ACCESS_KEY_ID"), field("AWS_SECRET_ACCESS_KEY"));
+    let b = basic(&b_key, &b_secret);
+
+    // B's /v2/ on a plain host is B's own registry: the same name is another repository.
+    let (status, text) = curl(&["-H", &b, &srv.at("/v2/shared/name/manifests/v1")]);
+    assert_eq!(status, 404, "{text}");
+    let (status, text) = push(&srv, &b, None, "shared/name", "v2");
+    assert_eq!(status, 201, "{text}");
+    let (_, text) = curl(&["-H", &b, &srv.at("/v2/shared/name/tags/list")]);
+    assert!(
+        text.contains("\"v2\"") && !text.contains("\"v1\""),
+        "{text}"
+    );
+    let (_, text) = curl(&["-H", &admin, &srv.at("/v2/shared/name/tags/list")]);
+    assert!(
+        text.contains("\"v1\"") && !text.contains("\"v2\""),
+        "{text}"
+    );
+    let (_, text) = curl(&["-H", &b, &srv.at("/v2/_catalog")]);
+    assert!(
+        text.contains("shared/name") && !text.contains("000000000000"),
+        "{text}"
+    );
+
+    // ECR's host names address an account's registry explicitly: B is refused in the
+    // default account's registry, and told why.
+    let a_host = format!("{}.dkr.ecr.us-east-1.localhost", common::ACCOUNT);
+    let (status, text) = curl(&[
+        "-H",
+        &b,
+        "-H",
+        &format!("Host: {a_host}"),
+        &srv.at("/v2/shared/name/manifests/v1"),
+    ]);
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("DENIED")
+            && text.contains("arn:aws:iam::111122223333:user/admin")
+            && text.contains("ecr:BatchGetImage")
+            && text.contains("arn:aws:ecr:us-east-1:000000000000:repository/shared/name"),
+        "{text}"
+    );
+    // The default account's administrator reads it through that host name.
+    let (status, text) = curl(&[
+        "-H",
+        &admin,
+        "-H",
+        &format!("Host: {a_host}"),
+        &srv.at("/v2/shared/name/manifests/v1"),
+    ]);
+    assert_eq!(status, 200, "{text}");
+
+    // The ECR API lists each account's own repositories.
+    let a_repos = aws(
+        &srv,
+        common::ADMIN_KEY,
+        common::ADMIN_SECRET,
+        &["ecr", "describe-repositories"],
+    );
+    let b_repos = aws(&srv, &b_key, &b_secret, &["ecr", "describe-repositories"]);
+    let arn = |v: &Value| {
+        v["repositories"][0]["repositoryArn"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        arn(&a_repos),
+        "arn:aws:ecr:us-east-1:000000000000:repository/shared/name"
+    );
+    assert_eq!(
+        arn(&b_repos),
+        "arn:aws:ecr:us-east-1:111122223333:repository/shared/name"
+    );
+}
+
+#[test]
+fn permissive_mode_admits_anyone_as_the_administrator() {
+    let srv = common::Server::start_with(&["--auth", "permissive"]);
+    let (status, text) = curl(&[&srv.at("/v2/")]);
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = push(&srv, "X-Nothing: 1", None, "dev/app", "v1");
+    assert_eq!(status, 201, "{text}");
+    let any = aws(
+        &srv,
+        "AKIAANYTHING00000000",
+        "whatever",
+        &["ecr", "describe-repositories"],
+    );
+    assert_eq!(any["repositories"][0]["repositoryName"], "dev/app");
+}
