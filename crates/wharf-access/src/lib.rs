@@ -22,6 +22,37 @@ use wharf_registry::{AccessRequest, ApiError, Code, Gate, Grant};
 
 pub mod token;
 
+use wharf_policy::{
+    evaluate, managed, PolicyDocument, PolicyKind, PolicySource, PrincipalInfo, RequestContext,
+};
+
+/// Name of the administrator user an account is created with.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+
+/// Parses a policy stored earlier (validated when it was written).
+fn parse_stored(text: &str, kind: PolicyKind, what: &str) -> Result<PolicyDocument, Refusal> {
+    PolicyDocument::parse(text, kind).map_err(|e| {
+        Refusal::new(
+            500,
+            "ServerException",
+            format!("the stored policy of {what} no longer parses: {e}"),
+        )
+    })
+}
+
+/// The policy engine's view of a caller.
+fn principal_info(caller: &Caller) -> PrincipalInfo {
+    match &caller.principal {
+        Principal::User { name, path } => PrincipalInfo::user(&caller.account_id, path, name),
+        Principal::AssumedRole {
+            role,
+            path,
+            session,
+        } => PrincipalInfo::assumed_role(&caller.account_id, path, role, session),
+        Principal::Anonymous => PrincipalInfo::anonymous(),
+    }
+}
+
 pub use token::{TokenError, TokenKey};
 
 /// Registry tokens are valid this long (as ECR's).
@@ -304,8 +335,31 @@ impl Authority {
         )
     }
 
+    /// The identity-based policies of `caller`, parsed, with labels naming them.
+    async fn identity_policies(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<(String, PolicyDocument)>, Refusal> {
+        let mut out = Vec::new();
+        // The administrator an account is created with holds AdministratorAccess, as
+        // an account's first IAM user usually does.
+        if let Principal::User { name, .. } = &caller.principal {
+            if name == BOOTSTRAP_ADMIN {
+                if let Some(m) = managed::by_name("AdministratorAccess") {
+                    out.push((
+                        m.label(),
+                        parse_stored(m.document, PolicyKind::Identity, m.arn)?,
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// May `caller` perform `action` (e.g. `ecr:PutImage`) on `repository` of
-    /// `account`'s registry?
+    /// `account`'s registry? Evaluated with AWS's logic over the caller's identity
+    /// policies and the repository's policy; a refusal says which statement denied,
+    /// or that none allowed.
     pub async fn authorize(
         &self,
         caller: &Caller,
@@ -313,27 +367,70 @@ impl Authority {
         account: &str,
         repository: Option<&str>,
     ) -> Result<(), Refusal> {
+        if self.config.mode == AuthMode::Permissive {
+            return Ok(());
+        }
+        let resource = self.repository_arn(account, repository);
+        let repo = match repository {
+            Some(name) => {
+                self.meta
+                    .get_repository(&wharf_meta::qualified_name(account, name))
+                    .await?
+            }
+            None => None,
+        };
+        let repo_policy = match repo.as_ref().and_then(|r| r.policy.as_deref()) {
+            Some(text) => Some(parse_stored(text, PolicyKind::Resource, &resource)?),
+            None => None,
+        };
+        let identity = if caller.is_anonymous() {
+            Vec::new()
+        } else {
+            self.identity_policies(caller).await?
+        };
+        let mut ctx = RequestContext::new(principal_info(caller), action, &resource);
+        if let Some(ip) = caller.source_ip {
+            ctx = ctx.with_key("aws:SourceIp", [ip.to_string()]);
+        }
+        let mentions_tags = repo_policy.is_some() || !identity.is_empty();
+        if let (Some(name), true) = (repository, mentions_tags) {
+            let tags = self
+                .meta
+                .repository_tags(&wharf_meta::qualified_name(account, name))
+                .await?;
+            for (k, v) in &tags {
+                ctx = ctx.with_key(&format!("aws:ResourceTag/{k}"), [v.clone()]);
+            }
+        }
+        let ctx = ctx.with_standard_keys();
+        let sources: Vec<PolicySource<'_>> = identity
+            .iter()
+            .map(|(label, doc)| PolicySource::new(label.clone(), doc))
+            .collect();
+        let repo_source = match (&repo_policy, repository) {
+            (Some(doc), Some(name)) => Some(PolicySource::new(
+                format!("the repository policy of {name}"),
+                doc,
+            )),
+            _ => None,
+        };
+        let decision = evaluate(&ctx, &sources, repo_source.as_ref(), account);
+        if decision.allowed {
+            return Ok(());
+        }
+        let who = caller.arn();
         if caller.is_anonymous() {
             return Err(Refusal::new(
                 401,
                 "UNAUTHORIZED",
-                format!(
-                    "anonymous access to {} is not allowed: no policy grants {action} to everyone; log in first",
-                    self.repository_arn(account, repository)
-                ),
+                format!("anonymous access to {resource} is not allowed ({decision}); log in first"),
             ));
-        }
-        if caller.account_id == account {
-            return Ok(());
         }
         Err(Refusal::new(
             400,
             "AccessDeniedException",
             format!(
-                "User: {} is not authorized to perform: {action} on resource: {} because the resource belongs to account {account} and no policy of that account grants access to account {}",
-                caller.arn(),
-                self.repository_arn(account, repository),
-                caller.account_id
+                "User: {who} is not authorized to perform: {action} on resource: {resource} because {decision}"
             ),
         ))
     }

@@ -17,7 +17,9 @@ use wharf_access::{Authority, Refusal};
 use wharf_meta::{MetaError, MetadataStore};
 
 pub mod bootstrap;
+mod images;
 mod ops;
+mod policies;
 
 /// `X-Amz-Target` prefix of the ECR API.
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";

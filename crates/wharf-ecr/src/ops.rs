@@ -17,11 +17,17 @@ pub async fn call(
 ) -> Result<Value, EcrError> {
     // The registry addressed: the caller's own unless `registryId` names another
     // account's, which that account's policies must then open to the caller.
-    let registry = match input.get("registryId").and_then(Value::as_str) {
+    let mut registry = match input.get("registryId").and_then(Value::as_str) {
         Some(id) => id.to_string(),
         None => caller.account_id.clone(),
     };
-    let repository = input.get("repositoryName").and_then(Value::as_str);
+    let mut repository = input.get("repositoryName").and_then(Value::as_str);
+    // The tagging operations name the repository by its ARN.
+    if let Some(arn) = input.get("resourceArn").and_then(Value::as_str) {
+        let (account, name) = crate::policies::parse_repository_arn(arn, &api.config().region)?;
+        registry = account.to_string();
+        repository = Some(name);
+    }
     api.authority()
         .authorize(caller, &format!("ecr:{operation}"), &registry, repository)
         .await?;
@@ -34,6 +40,22 @@ pub async fn call(
     };
     match operation {
         "GetAuthorizationToken" => get_authorization_token(&ctx).await,
+        "ListImages" => crate::images::list_images(&ctx).await,
+        "DescribeImages" => crate::images::describe_images(&ctx).await,
+        "BatchGetImage" => crate::images::batch_get_image(&ctx).await,
+        "BatchDeleteImage" => crate::images::batch_delete_image(&ctx).await,
+        "PutImage" => crate::images::put_image(&ctx).await,
+        "BatchCheckLayerAvailability" => crate::images::batch_check_layer_availability(&ctx).await,
+        "SetRepositoryPolicy" => crate::policies::set_repository_policy(&ctx).await,
+        "GetRepositoryPolicy" => crate::policies::get_repository_policy(&ctx).await,
+        "DeleteRepositoryPolicy" => crate::policies::delete_repository_policy(&ctx).await,
+        "PutRegistryPolicy" => crate::policies::put_registry_policy(&ctx).await,
+        "GetRegistryPolicy" => crate::policies::get_registry_policy(&ctx).await,
+        "DeleteRegistryPolicy" => crate::policies::delete_registry_policy(&ctx).await,
+        "DescribeRegistry" => crate::policies::describe_registry(&ctx).await,
+        "TagResource" => crate::policies::tag_resource(&ctx).await,
+        "UntagResource" => crate::policies::untag_resource(&ctx).await,
+        "ListTagsForResource" => crate::policies::list_tags_for_resource(&ctx).await,
         "CreateRepository" => create_repository(&ctx).await,
         "DescribeRepositories" => describe_repositories(&ctx).await,
         "DeleteRepository" => delete_repository(&ctx).await,
@@ -47,18 +69,18 @@ pub async fn call(
     }
 }
 
-struct Ctx<'a> {
-    api: &'a EcrApi,
-    caller: &'a Caller,
-    input: &'a Value,
+pub(crate) struct Ctx<'a> {
+    pub(crate) api: &'a EcrApi,
+    pub(crate) caller: &'a Caller,
+    pub(crate) input: &'a Value,
     /// The account whose registry is addressed.
-    registry: String,
+    pub(crate) registry: String,
     /// That registry's repositories.
-    meta: wharf_meta::Namespaced,
+    pub(crate) meta: wharf_meta::Namespaced,
 }
 
 impl Ctx<'_> {
-    fn str(&self, member: &str) -> Result<Option<&str>, EcrError> {
+    pub(crate) fn str(&self, member: &str) -> Result<Option<&str>, EcrError> {
         match self.input.get(member) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -70,7 +92,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn required_str(&self, member: &str) -> Result<&str, EcrError> {
+    pub(crate) fn required_str(&self, member: &str) -> Result<&str, EcrError> {
         self.str(member)?.ok_or_else(|| {
             EcrError::new(
                 400,
@@ -81,11 +103,11 @@ impl Ctx<'_> {
     }
 
     /// The registry (account) addressed.
-    fn registry_id(&self) -> Result<String, EcrError> {
+    pub(crate) fn registry_id(&self) -> Result<String, EcrError> {
         Ok(self.registry.clone())
     }
 
-    fn repository_name(&self) -> Result<String, EcrError> {
+    pub(crate) fn repository_name(&self) -> Result<String, EcrError> {
         let name = self.required_str("repositoryName")?;
         wharf_oci::names::validate_repository(name).map_err(|why| {
             EcrError::invalid(format!(
@@ -95,7 +117,7 @@ impl Ctx<'_> {
         Ok(name.to_string())
     }
 
-    fn not_found(&self, name: &str, registry: &str) -> EcrError {
+    pub(crate) fn not_found(&self, name: &str, registry: &str) -> EcrError {
         EcrError::new(
             400,
             "RepositoryNotFoundException",
@@ -107,7 +129,12 @@ impl Ctx<'_> {
     }
 
     /// A metadata error about repository `name`, in ECR's words.
-    fn meta_error(&self, e: wharf_meta::MetaError, name: &str, registry: &str) -> EcrError {
+    pub(crate) fn meta_error(
+        &self,
+        e: wharf_meta::MetaError,
+        name: &str,
+        registry: &str,
+    ) -> EcrError {
         match e {
             wharf_meta::MetaError::RepositoryNotFound(_) => self.not_found(name, registry),
             wharf_meta::MetaError::RepositoryExists(_) => EcrError::new(
@@ -128,7 +155,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn repository_json(&self, r: &Repository, registry: &str) -> Value {
+    pub(crate) fn repository_json(&self, r: &Repository, registry: &str) -> Value {
         let region = &self.api.config().region;
         let mut v = json!({
             "repositoryArn": format!("arn:aws:ecr:{region}:{registry}:repository/{}", r.name),
@@ -209,15 +236,7 @@ fn tag_policy(input: &Value, required: bool) -> Result<Option<TagPolicy>, EcrErr
 async fn create_repository(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
     let registry = ctx.registry_id()?;
     let name = ctx.repository_name()?;
-    if let Some(Value::Array(tags)) = ctx.input.get("tags") {
-        if !tags.is_empty() {
-            return Err(EcrError::new(
-                400,
-                "InvalidTagParameterException",
-                "resource tags on repositories are not available in this Wharf version yet; create the repository without --tags",
-            ));
-        }
-    }
+    let tags = crate::policies::input_tags(ctx.input.get("tags"))?;
     let mut settings = RepositorySettings::default();
     if let Some(p) = tag_policy(ctx.input, false)? {
         settings.tag_policy = p;
@@ -257,6 +276,13 @@ async fn create_repository(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         .create_repository_with(&name, &settings)
         .await
         .map_err(|e| ctx.meta_error(e, &name, &registry))?;
+    if !tags.is_empty() {
+        if let Err(e) = ctx.meta.tag_repository(&name, &tags).await {
+            // Tags are part of the creation: undo it.
+            let _ = ctx.meta.delete_repository(&name, true).await;
+            return Err(crate::policies::tag_error(e));
+        }
+    }
     Ok(json!({ "repository": ctx.repository_json(&repo, &registry) }))
 }
 

@@ -329,6 +329,30 @@ pub struct NewManifest {
     pub children: Vec<Digest>,
 }
 
+impl NewManifest {
+    /// The manifest `body` (hashing to `digest`) as parsed by [`wharf_oci::manifest::parse`],
+    /// with the edges it makes.
+    pub fn from_parsed(
+        digest: Digest,
+        body: Bytes,
+        parsed: &wharf_oci::manifest::ParsedManifest,
+    ) -> NewManifest {
+        NewManifest {
+            digest,
+            media_type: parsed.media_type.clone(),
+            artifact_type: parsed.artifact_type.clone(),
+            annotations: parsed
+                .annotations
+                .as_ref()
+                .map(|a| serde_json::Value::Object(a.clone()).to_string()),
+            subject: parsed.subject.as_ref().map(|s| s.digest.clone()),
+            blobs: parsed.required_blobs().map(|d| d.digest.clone()).collect(),
+            children: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
+            body,
+        }
+    }
+}
+
 /// A stored manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestRecord {

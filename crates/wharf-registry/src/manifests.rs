@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use serde_json::json;
 use wharf_meta::{ManifestRecord, NewManifest, Reference};
 use wharf_oci::{manifest, names, Algorithm, Digest};
 
@@ -191,20 +191,8 @@ pub async fn put(reg: &Registry, name: &str, reference: &str, req: Request) -> A
         Reference::Tag(t) => (Algorithm::Sha256.digest(&body), Some(t.as_str())),
     };
     repository_for_push(reg, name, &headers, peer).await?;
-    let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
-    let new = NewManifest {
-        digest: digest.clone(),
-        media_type: parsed.media_type.clone(),
-        artifact_type: parsed.artifact_type.clone(),
-        annotations: parsed
-            .annotations
-            .clone()
-            .map(|a| Value::Object(a).to_string()),
-        subject: subject.clone(),
-        blobs: parsed.required_blobs().map(|d| d.digest.clone()).collect(),
-        children: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
-        body,
-    };
+    let new = NewManifest::from_parsed(digest.clone(), body, &parsed);
+    let subject = new.subject.clone();
     reg.meta().put_manifest(name, &new, tag).await?;
     let mut resp = (
         StatusCode::CREATED,

@@ -7,105 +7,12 @@ mod common;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
-use std::process::Command;
 
 fn aws(srv: &common::Server, key: &str, secret: &str, args: &[&str]) -> Value {
-    let out = Command::new("aws")
-        .args(args)
-        .args([
-            "--endpoint-url",
-            &srv.url,
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-        ])
-        .env("AWS_ACCESS_KEY_ID", key)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .output()
-        .expect("aws CLI runs (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    serde_json::from_str(&text).unwrap_or(Value::String(text.trim().to_string()))
+    common::aws_cli(srv, key, secret, args).unwrap_or_else(|e| panic!("aws {args:?}: {e}"))
 }
 
-/// `curl -i` with extra arguments: (status, headers+body).
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-i"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Authorization: Basic {}",
-        STANDARD.encode(format!("{user}:{password}"))
-    )
-}
-
-/// Pushes a one-blob image to `repo:tag` through /v2/ with `auth`; returns the
-/// manifest PUT's status.
-fn push(
-    srv: &common::Server,
-    auth: &str,
-    host: Option<&str>,
-    repo: &str,
-    tag: &str,
-) -> (u16, String) {
-    let config = format!("{{\"repo\":\"{repo}\"}}");
-    let digest = wharf_oci::Algorithm::Sha256
-        .digest(config.as_bytes())
-        .to_string();
-    let mut args: Vec<String> = vec!["-H".into(), auth.into()];
-    if let Some(h) = host {
-        args.extend(["-H".into(), format!("Host: {h}")]);
-    }
-    let with = |extra: &[&str]| {
-        let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
-        a.extend_from_slice(extra);
-        curl(&a)
-    };
-    let (status, text) = with(&[
-        "-X",
-        "POST",
-        "--data-binary",
-        &config,
-        &srv.at(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")),
-    ]);
-    if status != 201 {
-        return (status, text);
-    }
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{digest}","size":{}}},"layers":[]}}"#,
-        config.len()
-    );
-    with(&[
-        "-X",
-        "PUT",
-        "-H",
-        "Content-Type: application/vnd.oci.image.manifest.v1+json",
-        "--data-binary",
-        &manifest,
-        &srv.at(&format!("/v2/{repo}/manifests/{tag}")),
-    ])
-}
+use common::{basic, curl, push};
 
 #[test]
 fn anonymous_requests_are_challenged() {
@@ -201,31 +108,7 @@ fn accounts_are_separate_registries() {
     assert_eq!(status, 201, "{text}");
 
     // A second account, created with the CLI, gets its own administrator.
-    let out = Command::new(common::wharf_bin())
-        .args([
-            "account",
-            "create",
-            "--account-id",
-            "111122223333",
-            "--data-dir",
-        ])
-        .arg(&srv.data_dir)
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let field = |name: &str| {
-        printed
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("export {name}=")))
-            .unwrap_or_else(|| panic!("{name} in {printed}"))
-            .to_string()
-    };
-    let (b_key, b_secret) = (field("AWS_ACCESS_KEY_ID"), field("AWS_SECRET_ACCESS_KEY"));
+    let (b_key, b_secret) = common::create_account(&srv, "111122223333");
     let b = basic(&b_key, &b_secret);
 
     // B's /v2/ on a plain host is B's own registry: the same name is another repository.

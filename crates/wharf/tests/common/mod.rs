@@ -1,6 +1,7 @@
 //! Test harness: runs the real `wharf` binary on a free loopback port.
 #![allow(dead_code)]
 
+use base64::Engine as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +16,6 @@ pub const ACCOUNT: &str = "000000000000";
 
 /// `Basic <base64(ADMIN_KEY:ADMIN_SECRET)>`: the administrator's `/v2/` credentials.
 pub fn admin_basic() -> String {
-    use base64::Engine;
     format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN_KEY}:{ADMIN_SECRET}"))
@@ -25,7 +25,6 @@ pub fn admin_basic() -> String {
 /// A containers-auth.json / docker config.json logging in to `host` as the
 /// administrator.
 pub fn auth_json(host: &str) -> String {
-    use base64::Engine;
     let auth =
         base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN_KEY}:{ADMIN_SECRET}"));
     format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#)
@@ -182,4 +181,132 @@ fn try_spawn(data_dir: &Path, listen: &str, extra: &[String]) -> Result<(Child, 
             return Ok((child, host));
         }
     }
+}
+
+/// Runs the real AWS CLI against `srv` as `key`/`secret` in us-east-1: the parsed
+/// JSON output, or the CLI's error text.
+pub fn aws_cli(
+    srv: &Server,
+    key: &str,
+    secret: &str,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let out = Command::new("aws")
+        .args(args)
+        .args([
+            "--endpoint-url",
+            &srv.url,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .expect("aws CLI runs (scripts/setup.sh installs it)");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.trim().to_string())))
+}
+
+/// [`aws_cli`] as the administrator, which must succeed.
+pub fn aws_admin(srv: &Server, args: &[&str]) -> serde_json::Value {
+    aws_cli(srv, ADMIN_KEY, ADMIN_SECRET, args).unwrap_or_else(|e| panic!("aws {args:?}: {e}"))
+}
+
+/// Creates account `id` in `srv`'s data directory; returns its administrator's key
+/// id and secret.
+pub fn create_account(srv: &Server, id: &str) -> (String, String) {
+    let out = Command::new(wharf_bin())
+        .args(["account", "create", "--account-id", id, "--data-dir"])
+        .arg(&srv.data_dir)
+        .output()
+        .expect("wharf runs");
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("{name} in {printed}"))
+            .to_string()
+    };
+    (field("AWS_ACCESS_KEY_ID"), field("AWS_SECRET_ACCESS_KEY"))
+}
+
+/// `curl -i` with extra arguments: (status, headers+body).
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-i"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+pub fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Pushes a one-blob image (its config names `repo`) to `repo:tag` through /v2/
+/// with the header `auth`, optionally with another `Host`; returns the status and
+/// output of the last request.
+pub fn push(srv: &Server, auth: &str, host: Option<&str>, repo: &str, tag: &str) -> (u16, String) {
+    let config = format!("{{\"repo\":\"{repo}\"}}");
+    let digest = wharf_oci::Algorithm::Sha256
+        .digest(config.as_bytes())
+        .to_string();
+    let mut args: Vec<String> = vec!["-H".into(), auth.into()];
+    if let Some(h) = host {
+        args.extend(["-H".into(), format!("Host: {h}")]);
+    }
+    let with = |extra: &[&str]| {
+        let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+        a.extend_from_slice(extra);
+        curl(&a)
+    };
+    let (status, text) = with(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &config,
+        &srv.at(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")),
+    ]);
+    if status != 201 {
+        return (status, text);
+    }
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{digest}","size":{}}},"layers":[]}}"#,
+        config.len()
+    );
+    with(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json",
+        "--data-binary",
+        &manifest,
+        &srv.at(&format!("/v2/{repo}/manifests/{tag}")),
+    ])
 }
