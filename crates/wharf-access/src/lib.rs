@@ -55,6 +55,9 @@ fn principal_info(caller: &Caller) -> PrincipalInfo {
 
 pub use token::{TokenError, TokenKey};
 
+/// Query parameter carrying a registry token in `GetDownloadUrlForLayer` URLs.
+pub const TOKEN_QUERY_PARAM: &str = "wharf-token";
+
 /// Registry tokens are valid this long (as ECR's).
 pub const TOKEN_LIFETIME_SECS: i64 = 12 * 3600;
 /// Name of the server secret that signs registry tokens.
@@ -312,6 +315,27 @@ impl Authority {
         Ok(Self::caller_of(&key, source_ip))
     }
 
+    /// Authenticates a registry token: the caller is the principal of the key it was
+    /// issued to, if that key is still valid.
+    pub async fn authenticate_token(
+        &self,
+        token: &str,
+        source_ip: Option<IpAddr>,
+    ) -> Result<Caller, Refusal> {
+        let unauthorized = |m: String| Refusal::new(401, "UNAUTHORIZED", m);
+        let claims = self
+            .tokens
+            .verify(token, now_secs())
+            .map_err(|e| unauthorized(e.to_string()))?;
+        let key = self.active_key(&claims.access_key_id).await.map_err(|r| {
+            unauthorized(format!(
+                "the registry token was issued to a key that is no longer valid: {}",
+                r.message
+            ))
+        })?;
+        Ok(Self::caller_of(&key, source_ip))
+    }
+
     /// A registry token for `caller` (who must hold an access key) and its expiry in
     /// epoch seconds.
     pub fn issue_token(&self, caller: &Caller) -> Result<(String, i64), Refusal> {
@@ -468,7 +492,22 @@ fn challenge(headers: &HeaderMap, message: String) -> ApiError {
 impl Gate for RegistryGate {
     async fn admit(&self, req: &AccessRequest<'_>) -> Result<Grant, ApiError> {
         let auth = &self.0;
-        let caller = match auth.authenticate_basic(req.headers, req.peer).await {
+        // Download URLs from GetDownloadUrlForLayer carry a token in the query.
+        let url_token = req
+            .query
+            .filter(|_| {
+                req.actions == ["ecr:GetDownloadUrlForLayer"]
+                    && !req.headers.contains_key("authorization")
+            })
+            .and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix(TOKEN_QUERY_PARAM)?.strip_prefix('='))
+            });
+        let authenticated = match url_token {
+            Some(t) => auth.authenticate_token(t, req.peer).await,
+            None => auth.authenticate_basic(req.headers, req.peer).await,
+        };
+        let caller = match authenticated {
             Ok(c) => c,
             Err(r) if r.status == 401 => return Err(challenge(req.headers, r.message)),
             Err(r) => return Err(ApiError::internal(r.message)),

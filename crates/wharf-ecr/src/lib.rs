@@ -18,6 +18,7 @@ use wharf_meta::{MetaError, MetadataStore};
 
 pub mod bootstrap;
 mod images;
+mod layers;
 mod ops;
 mod policies;
 
@@ -134,6 +135,7 @@ pub struct EcrApi {
 
 struct Inner {
     meta: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn wharf_blob::BlobStore>,
     authority: Arc<Authority>,
     config: EcrConfig,
 }
@@ -148,12 +150,14 @@ impl EcrApi {
     /// An API over the whole metadata store `meta` (all accounts).
     pub fn new(
         meta: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn wharf_blob::BlobStore>,
         authority: Arc<Authority>,
         config: EcrConfig,
     ) -> EcrApi {
         EcrApi {
             inner: Arc::new(Inner {
                 meta,
+                blobs,
                 authority,
                 config,
             }),
@@ -163,6 +167,10 @@ impl EcrApi {
     /// Account `account`'s view of the metadata store.
     pub(crate) fn registry(&self, account: &str) -> wharf_meta::Namespaced {
         wharf_meta::Namespaced::new(self.inner.meta.clone(), account)
+    }
+
+    pub(crate) fn blobs(&self) -> &dyn wharf_blob::BlobStore {
+        self.inner.blobs.as_ref()
     }
 
     pub(crate) fn authority(&self) -> &Authority {

@@ -41,6 +41,10 @@ pub async fn call(
     match operation {
         "GetAuthorizationToken" => get_authorization_token(&ctx).await,
         "ListImages" => crate::images::list_images(&ctx).await,
+        "InitiateLayerUpload" => crate::layers::initiate_layer_upload(&ctx).await,
+        "UploadLayerPart" => crate::layers::upload_layer_part(&ctx).await,
+        "CompleteLayerUpload" => crate::layers::complete_layer_upload(&ctx).await,
+        "GetDownloadUrlForLayer" => crate::layers::get_download_url_for_layer(&ctx).await,
         "DescribeImages" => crate::images::describe_images(&ctx).await,
         "BatchGetImage" => crate::images::batch_get_image(&ctx).await,
         "BatchDeleteImage" => crate::images::batch_delete_image(&ctx).await,

@@ -19,6 +19,8 @@ pub struct AccessRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The client's address.
     pub peer: Option<IpAddr>,
+    /// The request's query string.
+    pub query: Option<&'a str>,
     /// The repository addressed (`None` for `/v2/` and `/v2/_catalog`).
     pub repository: Option<&'a str>,
     /// ECR actions the request performs, all of which must be allowed (e.g.

@@ -233,6 +233,7 @@ async fn admit_and_handle(reg: &Registry, route: Route, req: Request) -> ApiResu
         .admit(&AccessRequest {
             headers: req.headers(),
             peer: peer(&req),
+            query: req.uri().query(),
             repository: route.repository(),
             actions: route.actions(req.method()),
         })

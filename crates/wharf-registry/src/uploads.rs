@@ -40,6 +40,7 @@ pub(crate) async fn repository_for_push(
                 .admit(&AccessRequest {
                     headers,
                     peer,
+                    query: None,
                     repository: Some(name),
                     actions: &["ecr:CreateRepository"],
                 })
@@ -185,6 +186,7 @@ pub async fn start(reg: &Registry, name: &str, req: Request) -> ApiResult<Respon
                     .admit(&AccessRequest {
                         headers: req.headers(),
                         peer,
+                        query: None,
                         repository: Some(from),
                         actions: &["ecr:GetDownloadUrlForLayer"],
                     })

@@ -59,7 +59,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
     let registry = Registry::new(
         meta.clone(),
-        blobs,
+        blobs.clone(),
         settings.registry.clone(),
         Arc::new(wharf_access::RegistryGate(authority.clone())),
     );
@@ -75,6 +75,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     let ecr = wharf_ecr::EcrApi::new(
         meta,
+        blobs,
         authority,
         wharf_ecr::EcrConfig {
             region: settings.region.clone(),

@@ -497,3 +497,201 @@ fn registry_policy_and_description() {
     )
     .is_err());
 }
+
+/// Uploads `data` through ECR's layer API in parts of `part` bytes; returns the
+/// CompleteLayerUpload output or the CLI's error.
+fn upload_layer(
+    srv: &common::Server,
+    dir: &std::path::Path,
+    repo: &str,
+    data: &[u8],
+    part: usize,
+    digest: &str,
+) -> Result<Value, String> {
+    let init = aws_admin(
+        srv,
+        &["ecr", "initiate-layer-upload", "--repository-name", repo],
+    );
+    let id = init["uploadId"].as_str().unwrap().to_string();
+    assert!(init["partSize"].as_u64().unwrap() > 0);
+    for (i, chunk) in data.chunks(part).enumerate() {
+        let first = i * part;
+        let path = dir.join(format!("part-{i}"));
+        std::fs::write(&path, chunk).unwrap();
+        let out = aws_admin(
+            srv,
+            &[
+                "ecr",
+                "upload-layer-part",
+                "--repository-name",
+                repo,
+                "--upload-id",
+                &id,
+                "--part-first-byte",
+                &first.to_string(),
+                "--part-last-byte",
+                &(first + chunk.len() - 1).to_string(),
+                "--layer-part-blob",
+                &format!("fileb://{}", path.display()),
+            ],
+        );
+        assert_eq!(
+            out["lastByteReceived"].as_u64().unwrap() as usize,
+            first + chunk.len() - 1
+        );
+    }
+    aws_cli(
+        srv,
+        common::ADMIN_KEY,
+        common::ADMIN_SECRET,
+        &[
+            "ecr",
+            "complete-layer-upload",
+            "--repository-name",
+            repo,
+            "--upload-id",
+            &id,
+            "--layer-digests",
+            digest,
+        ],
+    )
+}
+
+#[test]
+fn layer_api_uploads_and_download_urls() {
+    let srv = common::Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "create-repository",
+            "--repository-name",
+            "layers/app",
+        ],
+    );
+    let layer: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let layer_digest = wharf_oci::Algorithm::Sha256.digest(&layer).to_string();
+    let done = upload_layer(
+        &srv,
+        tmp.path(),
+        "layers/app",
+        &layer,
+        100_000,
+        &layer_digest,
+    )
+    .unwrap();
+    assert_eq!(done["layerDigest"], layer_digest.as_str());
+    let again = upload_layer(
+        &srv,
+        tmp.path(),
+        "layers/app",
+        &layer,
+        300_000,
+        &layer_digest,
+    )
+    .unwrap_err();
+    assert!(again.contains("LayerAlreadyExistsException"), "{again}");
+    let wrong = format!("sha256:{}", "1".repeat(64));
+    let bad =
+        upload_layer(&srv, tmp.path(), "layers/app", b"other bytes", 100, &wrong).unwrap_err();
+    assert!(
+        bad.contains("InvalidLayerException") && bad.contains(&wrong),
+        "{bad}"
+    );
+
+    // A part that does not continue the upload is refused, saying where to resume.
+    let init = aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "initiate-layer-upload",
+            "--repository-name",
+            "layers/app",
+        ],
+    );
+    let id = init["uploadId"].as_str().unwrap();
+    let part = tmp.path().join("gap");
+    std::fs::write(&part, b"xyz").unwrap();
+    let err = aws_cli(
+        &srv,
+        common::ADMIN_KEY,
+        common::ADMIN_SECRET,
+        &[
+            "ecr",
+            "upload-layer-part",
+            "--repository-name",
+            "layers/app",
+            "--upload-id",
+            id,
+            "--part-first-byte",
+            "10",
+            "--part-last-byte",
+            "12",
+            "--layer-part-blob",
+            &format!("fileb://{}", part.display()),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("InvalidLayerPartException") && err.contains("byte 0"),
+        "{err}"
+    );
+
+    // A config through the layer API too, then the manifest with PutImage.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = wharf_oci::Algorithm::Sha256.digest(config).to_string();
+    upload_layer(&srv, tmp.path(), "layers/app", config, 1000, &config_digest).unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":{}}}]}}"#,
+        config.len(),
+        layer.len()
+    );
+    aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "put-image",
+            "--repository-name",
+            "layers/app",
+            "--image-tag",
+            "v1",
+            "--image-manifest",
+            &manifest,
+        ],
+    );
+    let described = aws_admin(
+        &srv,
+        &["ecr", "describe-images", "--repository-name", "layers/app"],
+    );
+    assert_eq!(
+        described["imageDetails"][0]["imageSizeInBytes"]
+            .as_u64()
+            .unwrap() as usize,
+        layer.len() + config.len()
+    );
+
+    // The download URL works without other credentials and serves the exact bytes.
+    let url = aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "get-download-url-for-layer",
+            "--repository-name",
+            "layers/app",
+            "--layer-digest",
+            &layer_digest,
+        ],
+    );
+    let url = url["downloadUrl"].as_str().unwrap().to_string();
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET {url} failed");
+    assert!(out.stdout == layer, "downloaded bytes differ");
+    // The token in it opens only that kind of request.
+    let manifest_url = url.replace(&format!("blobs/{layer_digest}"), "manifests/v1");
+    let (status, _) = curl(&[&manifest_url]);
+    assert_eq!(status, 401);
+}
