@@ -18,6 +18,7 @@ Environment:
 """
 
 import gzip
+import base64
 import hashlib
 import io
 import json
@@ -58,6 +59,13 @@ errors = []
 
 def log(msg):
     print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# Wharf always authenticates: the benchmark uses an administrator access key as Basic
+# credentials on every request (Distribution, run without auth, ignores them).
+BENCH_KEY = "AKIAWHARFBENCHADMIN1"
+BENCH_SECRET = "wharf-bench-secret-0123456789abcdefghij"
+BASIC = "Basic " + base64.b64encode(f"{BENCH_KEY}:{BENCH_SECRET}".encode()).decode()
 
 
 def free_port():
@@ -118,7 +126,10 @@ def start_wharf(work):
     data = os.path.join(work, "wharf-data")
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
     proc = subprocess.Popen(
-        [os.environ["WHARF_BIN"], "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+        [
+            os.environ["WHARF_BIN"], "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
+            "--admin-access-key-id", BENCH_KEY, "--admin-secret-access-key", BENCH_SECRET,
+        ],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         env=env,
@@ -224,7 +235,7 @@ class RssSampler:
 
 def curl(args, what):
     """Runs curl with headers dumped; returns (status, headers dict, stdout)."""
-    cmd = ["curl", "-sS", "-H", "Expect:", "-D", "-", "-o", "/dev/null"] + args
+    cmd = ["curl", "-sS", "-H", "Expect:", "-H", f"Authorization: {BASIC}", "-D", "-", "-o", "/dev/null"] + args
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"{what}: curl exit {p.returncode}: {p.stderr.strip()}")
@@ -297,7 +308,7 @@ def push_chunked(server, repo, chunks, digest):
 
 def pull(url):
     p = subprocess.run(
-        ["curl", "-sS", "-L", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}", url],
+        ["curl", "-sS", "-L", "-H", f"Authorization: {BASIC}", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}", url],
         capture_output=True,
         text=True,
     )
@@ -443,7 +454,7 @@ def skopeo(args, work):
 
 def run_wrk(url):
     p = subprocess.run(
-        ["wrk", "-t2", "-c64", f"-d{WRK_SECONDS}s", "--latency", "-H", f"Accept: {ACCEPT}", url],
+        ["wrk", "-t2", "-c64", f"-d{WRK_SECONDS}s", "--latency", "-H", f"Accept: {ACCEPT}", "-H", f"Authorization: {BASIC}", url],
         capture_output=True,
         text=True,
     )
@@ -496,6 +507,8 @@ def main():
         write_random(blob, size)
 
         servers.append(start_wharf(work))
+        with open(os.path.join(work, "auth.json"), "w") as f:
+            f.write(json.dumps({"auths": {servers[-1].host: {"auth": BASIC.split()[1]}}}))
         servers.append(start_distribution(work))
         statics.append(start_static(work, "busybox", blob_dir))
         statics.append(start_static(work, "python", blob_dir))

@@ -40,6 +40,44 @@ fn parse_stored(text: &str, kind: PolicyKind, what: &str) -> Result<PolicyDocume
     })
 }
 
+/// An identity-based policy of a caller.
+enum Identity {
+    /// An AWS managed policy (parsed once per process).
+    Managed(&'static (String, String, PolicyDocument)),
+    /// A policy of the caller's own: (label, text, parsed).
+    Own(String, String, PolicyDocument),
+}
+
+impl Identity {
+    fn parts(&self) -> (&str, &str, &PolicyDocument) {
+        match self {
+            Identity::Managed((label, text, doc)) | Identity::Own(label, text, doc) => {
+                (label, text, doc)
+            }
+        }
+    }
+}
+
+/// AdministratorAccess, parsed once.
+fn administrator_access() -> Result<&'static (String, String, PolicyDocument), Refusal> {
+    static PARSED: std::sync::OnceLock<Option<(String, String, PolicyDocument)>> =
+        std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| {
+            let m = managed::by_name("AdministratorAccess")?;
+            let doc = PolicyDocument::parse(m.document, PolicyKind::Identity).ok()?;
+            Some((m.label(), m.document.to_string(), doc))
+        })
+        .as_ref()
+        .ok_or_else(|| {
+            Refusal::new(
+                500,
+                "ServerException",
+                "the AdministratorAccess policy does not parse",
+            )
+        })
+}
+
 /// The policy engine's view of a caller.
 fn principal_info(caller: &Caller) -> PrincipalInfo {
     match &caller.principal {
@@ -360,21 +398,13 @@ impl Authority {
     }
 
     /// The identity-based policies of `caller`, parsed, with labels naming them.
-    async fn identity_policies(
-        &self,
-        caller: &Caller,
-    ) -> Result<Vec<(String, PolicyDocument)>, Refusal> {
+    async fn identity_policies(&self, caller: &Caller) -> Result<Vec<Identity>, Refusal> {
         let mut out = Vec::new();
         // The administrator an account is created with holds AdministratorAccess, as
         // an account's first IAM user usually does.
         if let Principal::User { name, .. } = &caller.principal {
             if name == BOOTSTRAP_ADMIN {
-                if let Some(m) = managed::by_name("AdministratorAccess") {
-                    out.push((
-                        m.label(),
-                        parse_stored(m.document, PolicyKind::Identity, m.arn)?,
-                    ));
-                }
+                out.push(Identity::Managed(administrator_access()?));
             }
         }
         Ok(out)
@@ -416,7 +446,13 @@ impl Authority {
         if let Some(ip) = caller.source_ip {
             ctx = ctx.with_key("aws:SourceIp", [ip.to_string()]);
         }
-        let mentions_tags = repo_policy.is_some() || !identity.is_empty();
+        // Resource tags are read only when a policy could look at them.
+        let mentions_tags = repo
+            .as_ref()
+            .and_then(|r| r.policy.as_deref())
+            .into_iter()
+            .chain(identity.iter().map(|i| i.parts().1))
+            .any(|text| text.to_ascii_lowercase().contains("aws:resourcetag"));
         if let (Some(name), true) = (repository, mentions_tags) {
             let tags = self
                 .meta
@@ -429,7 +465,10 @@ impl Authority {
         let ctx = ctx.with_standard_keys();
         let sources: Vec<PolicySource<'_>> = identity
             .iter()
-            .map(|(label, doc)| PolicySource::new(label.clone(), doc))
+            .map(|i| {
+                let (label, _, doc) = i.parts();
+                PolicySource::new(label, doc)
+            })
             .collect();
         let repo_source = match (&repo_policy, repository) {
             (Some(doc), Some(name)) => Some(PolicySource::new(

@@ -149,13 +149,15 @@ pub(crate) async fn complete_layer_upload(ctx: &Ctx<'_>) -> Result<Value, EcrErr
     ctx.meta.delete_upload(&id).await?;
     let size = match committed {
         Ok(size) => size,
-        Err(BlobError::DigestMismatch { expected, computed }) => return Err(EcrError::new(
-            400,
-            "InvalidLayerException",
-            format!(
+        Err(BlobError::DigestMismatch { expected, computed }) => {
+            return Err(EcrError::new(
+                400,
+                "InvalidLayerException",
+                format!(
                 "the uploaded bytes hash to {computed}, not to {expected}; the upload is discarded"
             ),
-        )),
+            ))
+        }
         Err(e) => return Err(blob_error(e)),
     };
     ctx.meta.link_blob(&name, &digest, size).await?;

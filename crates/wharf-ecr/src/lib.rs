@@ -95,6 +95,11 @@ impl From<MetaError> for EcrError {
                 EcrError::new(400, "ReferencedImagesNotFoundException", msg)
             }
             MetaError::InvalidSetting(_) => EcrError::invalid(msg),
+            MetaError::Iam {
+                kind: wharf_meta::IamErrorKind::LimitExceeded,
+                ..
+            } => EcrError::new(400, "LimitExceededException", msg),
+            MetaError::Iam { .. } => EcrError::invalid(msg),
             MetaError::AccessKeyExists(_) | MetaError::Backend(_) => EcrError::server(msg),
         }
     }

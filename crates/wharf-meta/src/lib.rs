@@ -9,10 +9,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use wharf_oci::Digest;
 
+pub mod iam;
 pub mod namespace;
 pub mod sqlite;
+mod sqlite_iam;
 pub mod testsuite;
+pub mod testsuite_iam;
 
+pub use iam::{
+    CustomerPolicy, IamErrorKind, IamStore, IdentityPolicy, InlinePolicy, PrincipalRef, Role,
+    Session, User,
+};
 pub use namespace::{qualified_name, Namespaced};
 pub use sqlite::SqliteStore;
 
@@ -81,6 +88,14 @@ pub enum MetaError {
     /// The database failed.
     #[error("metadata database error: {0}")]
     Backend(String),
+    /// An IAM rule: no such user/role/policy, name taken, still in use, quota.
+    #[error("{message}")]
+    Iam {
+        /// Which rule.
+        kind: iam::IamErrorKind,
+        /// What happened, naming the entity and account.
+        message: String,
+    },
 }
 
 /// A repository.

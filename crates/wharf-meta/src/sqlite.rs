@@ -160,6 +160,83 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 6: IAM users, roles, customer managed policies, their tags, inline policies and
+    // attachments; role sessions. Names compare without case, as in IAM.
+    r#"
+    CREATE TABLE iam_users (
+        account_id TEXT NOT NULL,
+        user_name  TEXT NOT NULL COLLATE NOCASE,
+        user_id    TEXT NOT NULL UNIQUE,
+        path       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, user_name)
+    ) STRICT;
+    CREATE TABLE iam_roles (
+        account_id           TEXT NOT NULL,
+        role_name            TEXT NOT NULL COLLATE NOCASE,
+        role_id              TEXT NOT NULL UNIQUE,
+        path                 TEXT NOT NULL,
+        assume_role_policy   TEXT NOT NULL,
+        description          TEXT,
+        max_session_duration INTEGER NOT NULL,
+        created_at           INTEGER NOT NULL,
+        PRIMARY KEY (account_id, role_name)
+    ) STRICT;
+    CREATE TABLE iam_policies (
+        account_id         TEXT NOT NULL,
+        policy_name        TEXT NOT NULL COLLATE NOCASE,
+        policy_id          TEXT NOT NULL UNIQUE,
+        path               TEXT NOT NULL,
+        arn                TEXT NOT NULL UNIQUE,
+        document           TEXT NOT NULL,
+        default_version_id TEXT NOT NULL,
+        description        TEXT,
+        created_at         INTEGER NOT NULL,
+        updated_at         INTEGER NOT NULL,
+        PRIMARY KEY (account_id, policy_name)
+    ) STRICT;
+    -- kind: 'user', 'role' or 'policy'; name: the entity's name.
+    CREATE TABLE iam_tags (
+        account_id TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        name       TEXT NOT NULL COLLATE NOCASE,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        PRIMARY KEY (account_id, kind, name, key)
+    ) STRICT;
+    -- kind: 'user' or 'role'.
+    CREATE TABLE iam_inline_policies (
+        account_id     TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        principal_name TEXT NOT NULL COLLATE NOCASE,
+        policy_name    TEXT NOT NULL COLLATE NOCASE,
+        document       TEXT NOT NULL,
+        PRIMARY KEY (account_id, kind, principal_name, policy_name)
+    ) STRICT;
+    CREATE TABLE iam_attachments (
+        account_id     TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        principal_name TEXT NOT NULL COLLATE NOCASE,
+        policy_arn     TEXT NOT NULL,
+        attached_at    INTEGER NOT NULL,
+        PRIMARY KEY (account_id, kind, principal_name, policy_arn)
+    ) STRICT;
+    CREATE INDEX iam_attachments_by_policy ON iam_attachments (policy_arn, account_id);
+    CREATE TABLE iam_sessions (
+        access_key_id     TEXT PRIMARY KEY NOT NULL,
+        secret_access_key TEXT NOT NULL,
+        session_token     TEXT NOT NULL,
+        account_id        TEXT NOT NULL,
+        role_name         TEXT NOT NULL COLLATE NOCASE,
+        role_path         TEXT NOT NULL,
+        session_name      TEXT NOT NULL,
+        expires_at        INTEGER NOT NULL,
+        created_at        INTEGER NOT NULL
+    ) WITHOUT ROWID, STRICT;
+    CREATE INDEX iam_sessions_by_expiry ON iam_sessions (expires_at);
+    CREATE INDEX iam_sessions_by_role ON iam_sessions (account_id, role_name);
+    CREATE INDEX access_keys_by_user ON access_keys (account_id, user_name COLLATE NOCASE);
+    "#,
 ];
 
 // Queries of the read paths, named so their plans can be checked (see the tests).
@@ -210,7 +287,7 @@ const STALE_UPLOADS: &str = "
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Maps rusqlite errors to [`MetaError::Backend`] with what was being done.
-trait Context<T> {
+pub(crate) trait Context<T> {
     fn ctx(self, what: &str) -> Result<T, MetaError>;
 }
 
@@ -274,7 +351,7 @@ impl SqliteStore {
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer connection, committing
     /// if it succeeds and rolling back otherwise.
-    async fn write<T, F>(&self, f: F) -> Result<T, MetaError>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, MetaError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, MetaError> + Send + 'static,
@@ -293,7 +370,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a reader connection.
-    async fn read<T, F>(&self, f: F) -> Result<T, MetaError>
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, MetaError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, MetaError> + Send + 'static,

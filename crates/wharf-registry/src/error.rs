@@ -149,7 +149,9 @@ impl From<MetaError> for ApiError {
             MetaError::InvalidSetting(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, Code::Unsupported, msg)
             }
-            MetaError::AccessKeyExists(_) | MetaError::Backend(_) => ApiError::internal(msg),
+            MetaError::AccessKeyExists(_) | MetaError::Backend(_) | MetaError::Iam { .. } => {
+                ApiError::internal(msg)
+            }
         }
     }
 }

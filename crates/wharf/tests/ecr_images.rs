@@ -466,6 +466,26 @@ fn repository_policies_open_a_repository_to_another_account() {
     )
     .unwrap_err();
     assert!(err.contains("RepositoryPolicyNotFoundException"), "{err}");
+
+    // Anonymous pulls only where a policy grants them to everyone.
+    let anonymous = || curl(&[&srv.at("/v2/base/os/manifests/v1")]);
+    assert_eq!(anonymous().0, 401);
+    let public = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Public","Effect":"Allow","Principal":"*","Action":["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}]}"#;
+    aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "set-repository-policy",
+            "--repository-name",
+            "base/os",
+            "--policy-text",
+            public,
+        ],
+    );
+    let (status, text) = anonymous();
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = curl(&[&srv.at("/v2/base/os/tags/list")]);
+    assert_eq!(status, 401, "listing is not granted: {text}");
 }
 
 #[test]
