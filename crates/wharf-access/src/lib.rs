@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use wharf_auth::{sigv4, Caller, Principal};
-use wharf_meta::{AccessKey, MetaError, MetadataStore};
+use wharf_meta::{AccessKey, IamStore, IdentityPolicy, MetaError, MetadataStore, PrincipalRef};
 use wharf_registry::{AccessRequest, ApiError, Code, Gate, Grant};
 
 pub mod token;
@@ -58,24 +58,33 @@ impl Identity {
     }
 }
 
-/// AdministratorAccess, parsed once.
-fn administrator_access() -> Result<&'static (String, String, PolicyDocument), Refusal> {
-    static PARSED: std::sync::OnceLock<Option<(String, String, PolicyDocument)>> =
-        std::sync::OnceLock::new();
+/// An AWS managed policy by ARN, parsed once per process.
+fn aws_managed(arn: &str) -> Option<&'static (String, String, PolicyDocument)> {
+    type Parsed = Vec<(&'static str, (String, String, PolicyDocument))>;
+    static PARSED: std::sync::OnceLock<Parsed> = std::sync::OnceLock::new();
     PARSED
         .get_or_init(|| {
-            let m = managed::by_name("AdministratorAccess")?;
-            let doc = PolicyDocument::parse(m.document, PolicyKind::Identity).ok()?;
-            Some((m.label(), m.document.to_string(), doc))
+            managed::all()
+                .iter()
+                .filter_map(|m| {
+                    let doc = PolicyDocument::parse(m.document, PolicyKind::Identity).ok()?;
+                    Some((m.arn, (m.label(), m.document.to_string(), doc)))
+                })
+                .collect()
         })
-        .as_ref()
-        .ok_or_else(|| {
-            Refusal::new(
-                500,
-                "ServerException",
-                "the AdministratorAccess policy does not parse",
-            )
+        .iter()
+        .find(|(a, _)| *a == arn)
+        .map(|(_, p)| p)
+}
+
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
         })
+        .unwrap_or_else(|| secs.to_string())
 }
 
 /// The policy engine's view of a caller.
@@ -121,6 +130,9 @@ pub struct AccessConfig {
     pub default_account: String,
     /// Authentication mode.
     pub mode: AuthMode,
+    /// How long registry tokens are valid, in seconds ([`TOKEN_LIFETIME_SECS`] unless
+    /// configured).
+    pub token_lifetime_secs: i64,
 }
 
 /// A refusal in AWS terms: HTTP status, error code, and a message saying why.
@@ -153,6 +165,7 @@ impl From<MetaError> for Refusal {
 /// Authenticates callers and authorizes their actions.
 pub struct Authority {
     meta: Arc<dyn MetadataStore>,
+    iam: Arc<dyn IamStore>,
     tokens: TokenKey,
     config: AccessConfig,
 }
@@ -187,6 +200,7 @@ impl Authority {
     /// signing secret.
     pub async fn new(
         meta: Arc<dyn MetadataStore>,
+        iam: Arc<dyn IamStore>,
         config: AccessConfig,
     ) -> Result<Authority, MetaError> {
         let secret = meta.server_secret(TOKEN_SECRET, &random_secret()).await?;
@@ -198,6 +212,7 @@ impl Authority {
         }
         Ok(Authority {
             meta,
+            iam,
             tokens: TokenKey::new(secret),
             config,
         })
@@ -273,14 +288,82 @@ impl Authority {
         if self.config.mode == AuthMode::Permissive {
             return Ok(self.admin(Some(parsed.access_key_id), source_ip));
         }
-        let key = self.active_key(&parsed.access_key_id).await?;
+        let (secret, caller, session_token) =
+            self.credential(&parsed.access_key_id, source_ip).await?;
+        if let Some(expected) = session_token {
+            let given = parsed.security_token.as_deref().unwrap_or("");
+            if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err(Refusal::new(
+                    403,
+                    "InvalidClientTokenId",
+                    format!(
+                        "The security token included in the request is invalid: temporary credentials {} need the session token AssumeRole returned with them (X-Amz-Security-Token / AWS_SESSION_TOKEN)",
+                        parsed.access_key_id
+                    ),
+                ));
+            }
+        }
+        // IAM and STS are global services: the CLI may sign them for us-east-1.
+        let region = if (service == "iam" || service == "sts") && parsed.region == "us-east-1" {
+            "us-east-1"
+        } else {
+            self.config.region.as_str()
+        };
         let expect = sigv4::Expect {
             service,
-            region: &self.config.region,
+            region,
             now: time::OffsetDateTime::now_utc(),
         };
-        sigv4::verify(&req, &parsed, &key.secret_access_key, &expect).map_err(sig_error)?;
-        Ok(Self::caller_of(&key, source_ip))
+        sigv4::verify(&req, &parsed, &secret, &expect).map_err(sig_error)?;
+        Ok(caller)
+    }
+
+    /// The secret, the caller and (for temporary credentials) the session token of
+    /// access key `id`, or why it cannot be used.
+    async fn credential(
+        &self,
+        id: &str,
+        source_ip: Option<IpAddr>,
+    ) -> Result<(String, Caller, Option<String>), Refusal> {
+        if id.starts_with("ASIA") {
+            let Some(session) = self.iam.get_session(id).await? else {
+                return Err(Refusal::new(
+                    403,
+                    "InvalidClientTokenId",
+                    format!("The security token included in the request is invalid: temporary credentials {id} were never issued here, or their role was deleted"),
+                ));
+            };
+            if session.expires_at <= wharf_meta::now_millis() {
+                return Err(Refusal::new(
+                    400,
+                    "ExpiredTokenException",
+                    format!(
+                        "The security token included in the request is expired: the session {} of role {} expired at {}",
+                        session.session_name,
+                        session.role_name,
+                        rfc3339(session.expires_at / 1000)
+                    ),
+                ));
+            }
+            let caller = Caller {
+                account_id: session.account_id.clone(),
+                principal: Principal::AssumedRole {
+                    role: session.role_name.clone(),
+                    path: session.role_path.clone(),
+                    session: session.session_name.clone(),
+                },
+                access_key_id: Some(id.to_string()),
+                source_ip,
+            };
+            return Ok((
+                session.secret_access_key,
+                caller,
+                Some(session.session_token),
+            ));
+        }
+        let key = self.active_key(id).await?;
+        let caller = Self::caller_of(&key, source_ip);
+        Ok((key.secret_access_key, caller, None))
     }
 
     /// Authenticates `/v2/` credentials: `Authorization: Basic` with user `AWS` and a
@@ -329,17 +412,7 @@ impl Authority {
             return Ok(self.admin(None, source_ip));
         }
         if user == "AWS" {
-            let claims = self
-                .tokens
-                .verify(password, now_secs())
-                .map_err(|e| unauthorized(e.to_string()))?;
-            let key = self.active_key(&claims.access_key_id).await.map_err(|r| {
-                unauthorized(format!(
-                    "the registry token was issued to a key that is no longer valid: {}",
-                    r.message
-                ))
-            })?;
-            return Ok(Self::caller_of(&key, source_ip));
+            return self.authenticate_token(password, source_ip).await;
         }
         let key = self
             .active_key(user)
@@ -365,19 +438,22 @@ impl Authority {
             .tokens
             .verify(token, now_secs())
             .map_err(|e| unauthorized(e.to_string()))?;
-        let key = self.active_key(&claims.access_key_id).await.map_err(|r| {
-            unauthorized(format!(
-                "the registry token was issued to a key that is no longer valid: {}",
-                r.message
-            ))
-        })?;
-        Ok(Self::caller_of(&key, source_ip))
+        let (_, caller, _) = self
+            .credential(&claims.access_key_id, source_ip)
+            .await
+            .map_err(|r| {
+                unauthorized(format!(
+                    "the registry token was issued to credentials that are no longer valid: {}",
+                    r.message
+                ))
+            })?;
+        Ok(caller)
     }
 
     /// A registry token for `caller` (who must hold an access key) and its expiry in
     /// epoch seconds.
     pub fn issue_token(&self, caller: &Caller) -> Result<(String, i64), Refusal> {
-        let expires_at = now_secs() + TOKEN_LIFETIME_SECS;
+        let expires_at = now_secs() + self.config.token_lifetime_secs;
         match &caller.access_key_id {
             Some(id) => Ok((self.tokens.issue(id, expires_at), expires_at)),
             None => Err(Refusal::new(
@@ -399,15 +475,145 @@ impl Authority {
 
     /// The identity-based policies of `caller`, parsed, with labels naming them.
     async fn identity_policies(&self, caller: &Caller) -> Result<Vec<Identity>, Refusal> {
+        let (principal, who) = match &caller.principal {
+            Principal::User { name, .. } => (PrincipalRef::User(name.clone()), "user"),
+            Principal::AssumedRole { role, .. } => (PrincipalRef::Role(role.clone()), "role"),
+            Principal::Anonymous => return Ok(Vec::new()),
+        };
         let mut out = Vec::new();
-        // The administrator an account is created with holds AdministratorAccess, as
-        // an account's first IAM user usually does.
-        if let Principal::User { name, .. } = &caller.principal {
-            if name == BOOTSTRAP_ADMIN {
-                out.push(Identity::Managed(administrator_access()?));
+        for (label, policy) in self
+            .iam
+            .identity_policies(&caller.account_id, &principal)
+            .await?
+        {
+            match policy {
+                IdentityPolicy::Inline { document, .. } => {
+                    let doc = parse_stored(&document, PolicyKind::Identity, &label)?;
+                    out.push(Identity::Own(label, document, doc));
+                }
+                IdentityPolicy::Managed {
+                    document: Some(document),
+                    ..
+                } => {
+                    let doc = parse_stored(&document, PolicyKind::Identity, &label)?;
+                    out.push(Identity::Own(label, document, doc));
+                }
+                IdentityPolicy::Managed {
+                    arn,
+                    document: None,
+                } => match aws_managed(&arn) {
+                    Some(m) => out.push(Identity::Managed(m)),
+                    None => tracing::warn!(
+                        "{who} {} has {arn} attached, which this Wharf does not know; ignored",
+                        caller.arn()
+                    ),
+                },
             }
         }
         Ok(out)
+    }
+
+    /// AWS's evaluation of `action` on `resource` (of `resource_account`) for
+    /// `caller`, with its identity policies and an optional resource policy
+    /// (label, parsed).
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &self,
+        caller: &Caller,
+        identity: &[Identity],
+        action: &str,
+        resource: &str,
+        resource_account: &str,
+        resource_policy: Option<(String, &PolicyDocument)>,
+        tags: &[(String, String)],
+    ) -> wharf_policy::Decision {
+        let mut ctx = RequestContext::new(principal_info(caller), action, resource);
+        if let Some(ip) = caller.source_ip {
+            ctx = ctx.with_key("aws:SourceIp", [ip.to_string()]);
+        }
+        for (k, v) in tags {
+            ctx = ctx.with_key(&format!("aws:ResourceTag/{k}"), [v.clone()]);
+        }
+        let ctx = ctx.with_standard_keys();
+        let sources: Vec<PolicySource<'_>> = identity
+            .iter()
+            .map(|i| {
+                let (label, _, doc) = i.parts();
+                PolicySource::new(label, doc)
+            })
+            .collect();
+        let resource_source = resource_policy.map(|(label, doc)| PolicySource::new(label, doc));
+        evaluate(&ctx, &sources, resource_source.as_ref(), resource_account)
+    }
+
+    /// May `caller` perform the IAM or STS `action` on `resource`? (Identity policies
+    /// only; IAM resources have no resource policies.)
+    pub async fn authorize_iam(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+    ) -> Result<(), String> {
+        if self.config.mode == AuthMode::Permissive {
+            return Ok(());
+        }
+        let account = resource.split(':').nth(4).unwrap_or("").to_string();
+        let account = if account.is_empty() {
+            caller.account_id.clone()
+        } else {
+            account
+        };
+        let identity = self
+            .identity_policies(caller)
+            .await
+            .map_err(|r| r.message)?;
+        let decision = self.decide(caller, &identity, action, resource, &account, None, &[]);
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "User: {} is not authorized to perform: {action} on resource: {resource} because {decision}",
+                caller.arn()
+            ))
+        }
+    }
+
+    /// May `caller` assume the role `role_arn` of `role_account`, whose trust policy
+    /// is `trust`? The trust policy must allow it (and, across accounts or where it
+    /// trusts only the account, the caller's identity policies too).
+    pub async fn authorize_assume_role(
+        &self,
+        caller: &Caller,
+        role_arn: &str,
+        role_account: &str,
+        trust: &str,
+    ) -> Result<(), String> {
+        if self.config.mode == AuthMode::Permissive {
+            return Ok(());
+        }
+        let doc = PolicyDocument::parse(trust, PolicyKind::Trust)
+            .map_err(|e| format!("the trust policy of {role_arn} does not parse: {e}"))?;
+        let identity = self
+            .identity_policies(caller)
+            .await
+            .map_err(|r| r.message)?;
+        let decision = self.decide(
+            caller,
+            &identity,
+            "sts:AssumeRole",
+            role_arn,
+            role_account,
+            Some((format!("the trust policy of {role_arn}"), &doc)),
+            &[],
+        );
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn} because {decision}",
+                caller.arn()
+            ))
+        }
     }
 
     /// May `caller` perform `action` (e.g. `ecr:PutImage`) on `repository` of
@@ -437,47 +643,33 @@ impl Authority {
             Some(text) => Some(parse_stored(text, PolicyKind::Resource, &resource)?),
             None => None,
         };
-        let identity = if caller.is_anonymous() {
-            Vec::new()
-        } else {
-            self.identity_policies(caller).await?
-        };
-        let mut ctx = RequestContext::new(principal_info(caller), action, &resource);
-        if let Some(ip) = caller.source_ip {
-            ctx = ctx.with_key("aws:SourceIp", [ip.to_string()]);
-        }
+        let identity = self.identity_policies(caller).await?;
         // Resource tags are read only when a policy could look at them.
-        let mentions_tags = repo
-            .as_ref()
-            .and_then(|r| r.policy.as_deref())
+        let policy_text = repo.as_ref().and_then(|r| r.policy.as_deref());
+        let mentions_tags = policy_text
             .into_iter()
             .chain(identity.iter().map(|i| i.parts().1))
             .any(|text| text.to_ascii_lowercase().contains("aws:resourcetag"));
-        if let (Some(name), true) = (repository, mentions_tags) {
-            let tags = self
+        let mut tags = Vec::new();
+        if let (Some(name), Some(_), true) = (repository, &repo, mentions_tags) {
+            tags = self
                 .meta
                 .repository_tags(&wharf_meta::qualified_name(account, name))
                 .await?;
-            for (k, v) in &tags {
-                ctx = ctx.with_key(&format!("aws:ResourceTag/{k}"), [v.clone()]);
-            }
         }
-        let ctx = ctx.with_standard_keys();
-        let sources: Vec<PolicySource<'_>> = identity
-            .iter()
-            .map(|i| {
-                let (label, _, doc) = i.parts();
-                PolicySource::new(label, doc)
-            })
-            .collect();
-        let repo_source = match (&repo_policy, repository) {
-            (Some(doc), Some(name)) => Some(PolicySource::new(
-                format!("the repository policy of {name}"),
-                doc,
-            )),
+        let resource_policy = match (&repo_policy, repository) {
+            (Some(doc), Some(name)) => Some((format!("the repository policy of {name}"), doc)),
             _ => None,
         };
-        let decision = evaluate(&ctx, &sources, repo_source.as_ref(), account);
+        let decision = self.decide(
+            caller,
+            &identity,
+            action,
+            &resource,
+            account,
+            resource_policy,
+            &tags,
+        );
         if decision.allowed {
             return Ok(());
         }

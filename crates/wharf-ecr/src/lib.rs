@@ -186,6 +186,11 @@ impl EcrApi {
         &self.inner.config
     }
 
+    /// Answers one `POST /` request carrying `X-Amz-Target`.
+    pub async fn handle(&self, req: Request) -> Response {
+        handle(State(self.clone()), req).await
+    }
+
     /// `POST /`, to be merged into the server's router.
     pub fn router(&self) -> Router {
         Router::new()

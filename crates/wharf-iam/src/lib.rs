@@ -360,6 +360,23 @@ fn success(namespace: &str, action: &str, result: Option<&str>, request_id: &str
     xml_response(StatusCode::OK, body, request_id)
 }
 
+/// An error in the query protocol's XML for `service` (`iam` or `sts`), for refusals
+/// before a request reaches [`IamApi::handle`] (authentication, unreadable bodies).
+pub fn error_response(service: &str, error: &ApiError) -> Response {
+    let namespace = if service == "sts" {
+        STS_NAMESPACE
+    } else {
+        IAM_NAMESPACE
+    };
+    let nobody = Caller {
+        account_id: String::new(),
+        principal: wharf_auth::Principal::Anonymous,
+        access_key_id: None,
+        source_ip: None,
+    };
+    failure(namespace, error, &uuid::Uuid::new_v4().to_string(), &nobody)
+}
+
 fn failure(namespace: &str, e: &ApiError, request_id: &str, caller: &Caller) -> Response {
     if e.status >= 500 {
         tracing::error!(code = e.code, caller = %caller.arn(), "{}", e.message);

@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// or none, act as the administrator.
     #[arg(long, env = "WHARF_AUTH")]
     pub auth: Option<String>,
+    /// Seconds a registry token from GetAuthorizationToken stays valid [default: 43200,
+    /// ECR's 12 hours].
+    #[arg(long, env = "WHARF_TOKEN_LIFETIME_SECS")]
+    pub token_lifetime_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -91,6 +95,7 @@ struct FileConfig {
     region: Option<String>,
     account_id: Option<String>,
     auth: Option<String>,
+    token_lifetime_secs: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -104,6 +109,7 @@ pub struct Settings {
     pub account_id: String,
     pub admin_key: Option<(String, String)>,
     pub auth: wharf_access::AuthMode,
+    pub token_lifetime_secs: i64,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -175,6 +181,11 @@ impl Settings {
             account_id,
             admin_key,
             auth,
+            token_lifetime_secs: args
+                .token_lifetime_secs
+                .or(file.token_lifetime_secs)
+                .map(|s| s.clamp(1, 7 * 24 * 3600) as i64)
+                .unwrap_or(wharf_access::TOKEN_LIFETIME_SECS),
         })
     }
 }

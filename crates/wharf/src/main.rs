@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod api;
 mod config;
 mod serve;
 
@@ -136,6 +137,12 @@ async fn account(action: AccountAction) -> Result<()> {
             let store = serve::open_metadata(&data.data_dir)?;
             match wharf_ecr::bootstrap::ensure_admin(&store, &data.account_id, None).await? {
                 wharf_ecr::bootstrap::Bootstrap::Created(key) => {
+                    wharf_iam::bootstrap_admin(
+                        &store,
+                        &data.account_id,
+                        wharf_access::BOOTSTRAP_ADMIN,
+                    )
+                    .await?;
                     println!(
                         "account {} created; its administrator (shown once, keep it):",
                         key.account_id

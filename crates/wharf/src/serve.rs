@@ -45,13 +45,22 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     )
     .await
     .context("setting up the administrator access key")?;
+    wharf_iam::bootstrap_admin(
+        meta.as_ref(),
+        &settings.account_id,
+        wharf_access::BOOTSTRAP_ADMIN,
+    )
+    .await
+    .context("setting up the administrator user")?;
     let authority = Arc::new(
         wharf_access::Authority::new(
+            meta.clone(),
             meta.clone(),
             wharf_access::AccessConfig {
                 region: settings.region.clone(),
                 default_account: settings.account_id.clone(),
                 mode: settings.auth,
+                token_lifetime_secs: settings.token_lifetime_secs,
             },
         )
         .await
@@ -73,17 +82,34 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     } else {
         "http"
     };
+    let iam = wharf_iam::IamApi::new(
+        meta.clone(),
+        meta.clone(),
+        Arc::new(crate::api::IamGuard(authority.clone())),
+        wharf_iam::IamConfig {
+            region: settings.region.clone(),
+        },
+    )
+    .with_managed_documents(Arc::new(|arn: &str| {
+        wharf_policy::managed::by_arn(arn).map(|m| m.document.to_string())
+    }));
     let ecr = wharf_ecr::EcrApi::new(
         meta,
         blobs,
-        authority,
+        authority.clone(),
         wharf_ecr::EcrConfig {
             region: settings.region.clone(),
             registry_host: addr.to_string(),
             proxy_endpoint: format!("{scheme}://{addr}"),
         },
     );
-    let app = registry.router().merge(ecr.router());
+    let app = registry
+        .router()
+        .merge(crate::api::router(crate::api::Apis {
+            ecr,
+            iam,
+            authority,
+        }));
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "wharf listening on {scheme}://{addr}")?;

@@ -191,7 +191,23 @@ pub fn aws_cli(
     secret: &str,
     args: &[&str],
 ) -> Result<serde_json::Value, String> {
-    let out = Command::new("aws")
+    aws_session(srv, key, secret, None, args)
+}
+
+/// [`aws_cli`] with temporary credentials' session token.
+pub fn aws_session(
+    srv: &Server,
+    key: &str,
+    secret: &str,
+    token: Option<&str>,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let mut cmd = Command::new("aws");
+    match token {
+        Some(t) => cmd.env("AWS_SESSION_TOKEN", t),
+        None => cmd.env_remove("AWS_SESSION_TOKEN"),
+    };
+    let out = cmd
         .args(args)
         .args([
             "--endpoint-url",
@@ -207,7 +223,6 @@ pub fn aws_cli(
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
         .output()
         .expect("aws CLI runs (scripts/setup.sh installs it)");
     if !out.status.success() {
