@@ -118,7 +118,7 @@ async fn resolve(
 async fn existing_repository(ctx: &Ctx<'_>) -> Result<String, EcrError> {
     let name = ctx.repository_name()?;
     if ctx.meta.get_repository(&name).await?.is_none() {
-        return Err(ctx.not_found(&name, &ctx.registry));
+        return Err(ctx.missing(&name, &ctx.registry).await);
     }
     Ok(name)
 }

@@ -32,7 +32,7 @@ fn upload_not_found(ctx: &Ctx<'_>, name: &str, id: &str) -> EcrError {
 async fn repository(ctx: &Ctx<'_>) -> Result<String, EcrError> {
     let name = ctx.repository_name()?;
     if ctx.meta.get_repository(&name).await?.is_none() {
-        return Err(ctx.not_found(&name, &ctx.registry));
+        return Err(ctx.missing(&name, &ctx.registry).await);
     }
     Ok(name)
 }

@@ -132,6 +132,34 @@ impl Ctx<'_> {
         )
     }
 
+    /// [`Ctx::not_found`] with the registry's repositories whose names are close to
+    /// `name`, if any ("did you mean ...?").
+    pub(crate) async fn missing(&self, name: &str, registry: &str) -> EcrError {
+        let mut err = self.not_found(name, registry);
+        let mut close = Vec::new();
+        let mut after: Option<String> = None;
+        // Looks at the first 10,000 names: enough for a hint, bounded for huge registries.
+        for _ in 0..10 {
+            let Ok(page) = self.meta.list_repositories(after.as_deref(), 1000).await else {
+                break;
+            };
+            close.extend(
+                page.iter()
+                    .filter(|r| similar(&r.name, name))
+                    .map(|r| format!("'{}'", r.name)),
+            );
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.name.clone()),
+                _ => break,
+            }
+        }
+        if !close.is_empty() {
+            close.truncate(3);
+            err.message = format!("{}; did you mean {}?", err.message, close.join(" or "));
+        }
+        err
+    }
+
     /// A metadata error about repository `name`, in ECR's words.
     pub(crate) fn meta_error(
         &self,
@@ -323,7 +351,7 @@ async fn describe_repositories(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         for n in &names {
             match ctx.meta.get_repository(n).await? {
                 Some(r) => repos.push(ctx.repository_json(&r, &registry)),
-                None => return Err(ctx.not_found(n, &registry)),
+                None => return Err(ctx.missing(n, &registry).await),
             }
         }
         out.insert("repositories".into(), Value::Array(repos));
@@ -358,7 +386,7 @@ async fn delete_repository(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let Some(repo) = ctx.meta.get_repository(&name).await? else {
-        return Err(ctx.not_found(&name, &registry));
+        return Err(ctx.missing(&name, &registry).await);
     };
     ctx.meta
         .delete_repository(&name, force)
@@ -436,4 +464,43 @@ async fn get_authorization_token(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         })
         .collect();
     Ok(json!({ "authorizationData": data }))
+}
+
+/// Names a user may have meant: the same last path segment, or at most a couple of
+/// typos apart.
+fn similar(candidate: &str, wanted: &str) -> bool {
+    if candidate == wanted {
+        return false;
+    }
+    let last = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
+    last(candidate) == last(wanted) || edit_distance(candidate, wanted) <= (wanted.len() / 6).max(1)
+}
+
+/// Levenshtein distance over bytes.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_names() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert!(similar("team/api", "team/apj"));
+        assert!(similar("prod/web", "web"));
+        assert!(!similar("team/api", "team/api"));
+        assert!(!similar("backend", "frontend-service"));
+    }
 }

@@ -121,7 +121,7 @@ pub(crate) async fn set_repository_policy(ctx: &Ctx<'_>) -> Result<Value, EcrErr
 pub(crate) async fn get_repository_policy(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
     let name = ctx.repository_name()?;
     let Some(repo) = ctx.meta.get_repository(&name).await? else {
-        return Err(ctx.not_found(&name, &ctx.registry));
+        return Err(ctx.missing(&name, &ctx.registry).await);
     };
     let Some(text) = repo.policy else {
         return Err(repo_policy_not_found(ctx, &name));
@@ -132,7 +132,7 @@ pub(crate) async fn get_repository_policy(ctx: &Ctx<'_>) -> Result<Value, EcrErr
 pub(crate) async fn delete_repository_policy(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
     let name = ctx.repository_name()?;
     let Some(repo) = ctx.meta.get_repository(&name).await? else {
-        return Err(ctx.not_found(&name, &ctx.registry));
+        return Err(ctx.missing(&name, &ctx.registry).await);
     };
     let Some(text) = repo.policy else {
         return Err(repo_policy_not_found(ctx, &name));
@@ -191,7 +191,7 @@ async fn tagged_repository(ctx: &Ctx<'_>) -> Result<String, EcrError> {
     let arn = ctx.required_str("resourceArn")?;
     let (_, name) = parse_repository_arn(arn, &ctx.api.config().region)?;
     if ctx.meta.get_repository(name).await?.is_none() {
-        return Err(ctx.not_found(name, &ctx.registry));
+        return Err(ctx.missing(name, &ctx.registry).await);
     }
     Ok(name.to_string())
 }

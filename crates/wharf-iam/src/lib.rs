@@ -80,71 +80,17 @@ pub enum DocumentKind {
 }
 
 /// The one place policy documents are checked before they are stored; a failure is
-/// answered as `MalformedPolicyDocument` with the message.
-///
-/// Today: the text is a JSON object with `Version` (when given) `2012-10-17` or
-/// `2008-10-17` and a non-empty `Statement` (object or array of objects) whose
-/// statements have `Effect` `Allow` or `Deny`; trust policy statements name a
-/// `Principal` and no `Resource`; identity policy statements name no `Principal`.
+/// answered as `MalformedPolicyDocument` with the message. The grammar is the policy
+/// engine's ([`wharf_policy::PolicyDocument::parse`]): what is stored is what will be
+/// evaluated.
 pub fn validate_document(kind: DocumentKind, text: &str) -> Result<(), String> {
-    let doc: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| format!("The policy document is not valid JSON: {e}"))?;
-    let obj = doc
-        .as_object()
-        .ok_or("The policy document must be a JSON object")?;
-    if let Some(v) = obj.get("Version") {
-        match v.as_str() {
-            Some("2012-10-17" | "2008-10-17") => {}
-            _ => {
-                return Err(format!(
-                    "The policy document has an unsupported Version {v}; use \"2012-10-17\""
-                ))
-            }
-        }
-    }
-    let statements: Vec<&serde_json::Value> = match obj.get("Statement") {
-        Some(serde_json::Value::Array(a)) => a.iter().collect(),
-        Some(s @ serde_json::Value::Object(_)) => vec![s],
-        Some(_) => return Err("Statement must be an object or an array of objects".into()),
-        None => return Err("Syntax errors in policy: the document has no Statement".into()),
+    let kind = match kind {
+        DocumentKind::Identity => wharf_policy::PolicyKind::Identity,
+        DocumentKind::Trust => wharf_policy::PolicyKind::Trust,
     };
-    if statements.is_empty() {
-        return Err("The policy document's Statement is empty".into());
-    }
-    for (i, st) in statements.iter().enumerate() {
-        let n = i + 1;
-        let st = st
-            .as_object()
-            .ok_or_else(|| format!("Statement {n} must be a JSON object"))?;
-        match st.get("Effect").and_then(|e| e.as_str()) {
-            Some("Allow" | "Deny") => {}
-            _ => {
-                return Err(format!(
-                    "Statement {n} needs an Effect of \"Allow\" or \"Deny\""
-                ))
-            }
-        }
-        let has = |k: &str| st.contains_key(k);
-        match kind {
-            DocumentKind::Identity if has("Principal") || has("NotPrincipal") => {
-                return Err(format!(
-                    "Policy document should not specify a principal (statement {n}); identity-based policies apply to the user or role they belong to"
-                ))
-            }
-            DocumentKind::Trust if !has("Principal") => {
-                return Err(format!(
-                    "Statement {n} of the trust policy is missing the required field Principal"
-                ))
-            }
-            DocumentKind::Trust if has("Resource") || has("NotResource") => {
-                return Err(format!(
-                    "Statement {n} of the trust policy has prohibited field Resource; a trust policy applies to its role"
-                ))
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    wharf_policy::PolicyDocument::parse(text, kind)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The IAM and STS APIs over an [`IamStore`] and the access keys of a
@@ -416,7 +362,7 @@ mod tests {
             (
                 DocumentKind::Identity,
                 r#"{"Version":"2012-10-17"}"#,
-                "no Statement",
+                "must have a Statement",
             ),
             (DocumentKind::Identity, r#"{"Statement":[]}"#, "empty"),
             (
@@ -429,7 +375,7 @@ mod tests {
                 r#"{"Statement":[{"Effect":"Maybe"}]}"#,
                 "Effect",
             ),
-            (DocumentKind::Identity, trust, "principal"),
+            (DocumentKind::Identity, trust, "Principal is not allowed"),
             (DocumentKind::Trust, ok, "Principal"),
             (
                 DocumentKind::Trust,

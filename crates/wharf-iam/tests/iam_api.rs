@@ -488,7 +488,11 @@ async fn inline_and_managed_policies() {
         &[("PolicyName", "bad"), ("PolicyDocument", &trust("*"))],
     )
     .await
-    .fails(400, "MalformedPolicyDocument", &["principal"]);
+    .fails(
+        400,
+        "MalformedPolicyDocument",
+        &["Principal is not allowed"],
+    );
 
     iam(
         &e,

@@ -133,6 +133,18 @@ fn repositories_through_the_aws_cli() {
             && err.contains("123456789012"),
         "{err}"
     );
+    // A near miss is named.
+    let err = aws_err(
+        &srv,
+        SK,
+        &[
+            "ecr",
+            "describe-repositories",
+            "--repository-names",
+            "team/apq",
+        ],
+    );
+    assert!(err.contains("did you mean 'team/app'?"), "{err}");
 
     // The repository is the one /v2/ sees.
     let r = Command::new("curl")
