@@ -206,7 +206,41 @@ fn assert_mentions(text: &str, any_of: &[&str]) {
     );
 }
 
-/// Private client state: signature policy and an empty auth file.
+/// `aws ecr get-login-password` as the administrator of `server`.
+fn ecr_password(server: &common::Server) -> String {
+    ok(Command::new("aws")
+        .args(["ecr", "get-login-password", "--endpoint-url", &server.url])
+        .args(["--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", common::ADMIN_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", common::ADMIN_SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"))
+    .trim()
+    .to_string()
+}
+
+/// Runs a `login --password-stdin` command with `password` on stdin; returns its
+/// output, which must report success.
+fn login(cmd: &mut Command, password: &str) -> String {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(password.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "login failed: {text}");
+    text
+}
+
+/// Private client state: signature policy and an auth file.
 struct ClientEnv {
     dir: PathBuf,
 }
@@ -776,6 +810,27 @@ fn podman_pull_tag_push_rmi() {
     let env = ClientEnv::new(&tmp.path().join("client"), &reg.host);
     let fx = Fixture::build(&tmp.path().join("src"));
     let podman = Podman::new(&tmp.path().join("podman"), &env);
+    if let Some(server) = &reg.server {
+        // The ECR way; podman stores the token where skopeo reads it too.
+        let password = ecr_password(server);
+        let text = login(
+            podman.cmd().args([
+                "login",
+                "--tls-verify=false",
+                "--username",
+                "AWS",
+                "--password-stdin",
+                &reg.host,
+            ]),
+            &password,
+        );
+        assert!(text.contains("Login Succeeded"), "{text}");
+        let auth = fs::read_to_string(env.dir.join("auth.json")).unwrap();
+        assert!(
+            !auth.contains(common::ADMIN_SECRET),
+            "podman replaced the key with the token"
+        );
+    }
     let repo = reg.repo("wharf-test/podman");
     let copy = reg.repo("wharf-test/podman-copy");
     env.push(&fx.dir, "v1", &reg.docker_ref(&repo, "v1"), false);
@@ -1003,30 +1058,13 @@ fn docker_load_push_pull() {
     let docker = Dockerd::start(&tmp.path().join("docker"));
     if let Some(server) = &reg.server {
         // As ECR users log in: aws ecr get-login-password | docker login.
-        let password = ok(Command::new("aws")
-            .args(["ecr", "get-login-password", "--endpoint-url", &server.url])
-            .args(["--region", "us-east-1"])
-            .env("AWS_ACCESS_KEY_ID", common::ADMIN_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", common::ADMIN_SECRET)
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"));
-        let mut login = docker
-            .cmd()
-            .args(["login", "--username", "AWS", "--password-stdin", &reg.host])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            let mut stdin = login.stdin.take().unwrap();
-            stdin.write_all(password.trim().as_bytes()).unwrap();
-        }
-        let out = login.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "docker login failed: {text}");
+        let password = ecr_password(server);
+        let text = login(
+            docker
+                .cmd()
+                .args(["login", "--username", "AWS", "--password-stdin", &reg.host]),
+            &password,
+        );
         assert!(text.contains("Login Succeeded"), "{text}");
         // Without the login, docker is refused with the registry's reason.
         let anon = docker.dir.join("anon-cli");
