@@ -526,6 +526,7 @@ impl Authority {
         resource_account: &str,
         resource_policy: Option<(String, &PolicyDocument)>,
         tags: &[(String, String)],
+        request_keys: &[(String, Vec<String>)],
     ) -> wharf_policy::Decision {
         let mut ctx = RequestContext::new(principal_info(caller), action, resource);
         if let Some(ip) = caller.source_ip {
@@ -533,6 +534,9 @@ impl Authority {
         }
         for (k, v) in tags {
             ctx = ctx.with_key(&format!("aws:ResourceTag/{k}"), [v.clone()]);
+        }
+        for (k, v) in request_keys {
+            ctx = ctx.with_key(k, v.iter().cloned());
         }
         let ctx = ctx.with_standard_keys();
         let sources: Vec<PolicySource<'_>> = identity
@@ -567,7 +571,16 @@ impl Authority {
             .identity_policies(caller)
             .await
             .map_err(|r| r.message)?;
-        let decision = self.decide(caller, &identity, action, resource, &account, None, &[]);
+        let decision = self.decide(
+            caller,
+            &identity,
+            action,
+            resource,
+            &account,
+            None,
+            &[],
+            &[],
+        );
         if decision.allowed {
             Ok(())
         } else {
@@ -605,6 +618,7 @@ impl Authority {
             role_account,
             Some((format!("the trust policy of {role_arn}"), &doc)),
             &[],
+            &[],
         );
         if decision.allowed {
             Ok(())
@@ -626,6 +640,20 @@ impl Authority {
         action: &str,
         account: &str,
         repository: Option<&str>,
+    ) -> Result<(), Refusal> {
+        self.authorize_request(caller, action, account, repository, &[])
+            .await
+    }
+
+    /// [`Authority::authorize`] with condition keys of the request itself, such as
+    /// `aws:RequestTag/<key>` and `aws:TagKeys`.
+    pub async fn authorize_request(
+        &self,
+        caller: &Caller,
+        action: &str,
+        account: &str,
+        repository: Option<&str>,
+        request_keys: &[(String, Vec<String>)],
     ) -> Result<(), Refusal> {
         if self.config.mode == AuthMode::Permissive {
             return Ok(());
@@ -669,6 +697,7 @@ impl Authority {
             account,
             resource_policy,
             &tags,
+            request_keys,
         );
         if decision.allowed {
             return Ok(());

@@ -29,7 +29,13 @@ pub async fn call(
         repository = Some(name);
     }
     api.authority()
-        .authorize(caller, &format!("ecr:{operation}"), &registry, repository)
+        .authorize_request(
+            caller,
+            &format!("ecr:{operation}"),
+            &registry,
+            repository,
+            &request_keys(input),
+        )
         .await?;
     let ctx = Ctx {
         api,
@@ -464,6 +470,31 @@ async fn get_authorization_token(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
         })
         .collect();
     Ok(json!({ "authorizationData": data }))
+}
+
+/// Condition keys of the request: `aws:RequestTag/<key>` and `aws:TagKeys` of the
+/// tags it sets (`tags`) or removes (`tagKeys`).
+fn request_keys(input: &Value) -> Vec<(String, Vec<String>)> {
+    let mut keys = Vec::new();
+    let mut tag_keys = Vec::new();
+    if let Some(Value::Array(tags)) = input.get("tags") {
+        for t in tags {
+            if let (Some(k), Some(v)) = (
+                t.get("Key").and_then(Value::as_str),
+                t.get("Value").and_then(Value::as_str),
+            ) {
+                keys.push((format!("aws:RequestTag/{k}"), vec![v.to_string()]));
+                tag_keys.push(k.to_string());
+            }
+        }
+    }
+    if let Some(Value::Array(ks)) = input.get("tagKeys") {
+        tag_keys.extend(ks.iter().filter_map(Value::as_str).map(str::to_string));
+    }
+    if !tag_keys.is_empty() {
+        keys.push(("aws:TagKeys".to_string(), tag_keys));
+    }
+    keys
 }
 
 /// Names a user may have meant: the same last path segment, or at most a couple of

@@ -292,3 +292,95 @@ fn expired_registry_tokens_say_when_they_expired() {
     let v: Value = aws_admin(&srv, &["iam", "get-user"]);
     assert_eq!(v["User"]["UserName"], "admin");
 }
+
+#[test]
+fn tag_conditions_on_requests_and_repositories() {
+    let srv = common::Server::start();
+    aws_admin(&srv, &["iam", "create-user", "--user-name", "team-bot"]);
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Sid":"CreateOnlyTagged","Effect":"Allow","Action":"ecr:CreateRepository","Resource":"*",
+         "Condition":{"StringEquals":{"aws:RequestTag/team":"payments"}}},
+        {"Sid":"PullOwnTeam","Effect":"Allow","Action":["ecr:BatchGetImage","ecr:DescribeImages"],"Resource":"*",
+         "Condition":{"StringEquals":{"aws:ResourceTag/team":"payments"}}}]}"#;
+    aws_admin(
+        &srv,
+        &[
+            "iam",
+            "put-user-policy",
+            "--user-name",
+            "team-bot",
+            "--policy-name",
+            "abac",
+            "--policy-document",
+            policy,
+        ],
+    );
+    let key = aws_admin(
+        &srv,
+        &["iam", "create-access-key", "--user-name", "team-bot"],
+    );
+    let (k, s) = (
+        key["AccessKey"]["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        key["AccessKey"]["SecretAccessKey"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    let err = aws_cli(
+        &srv,
+        &k,
+        &s,
+        &["ecr", "create-repository", "--repository-name", "untagged"],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("AccessDeniedException") && err.contains("ecr:CreateRepository"),
+        "{err}"
+    );
+    aws_cli(
+        &srv,
+        &k,
+        &s,
+        &[
+            "ecr",
+            "create-repository",
+            "--repository-name",
+            "pay/api",
+            "--tags",
+            "Key=team,Value=payments",
+        ],
+    )
+    .unwrap();
+    aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "create-repository",
+            "--repository-name",
+            "web/app",
+            "--tags",
+            "Key=team,Value=web",
+        ],
+    );
+    aws_cli(
+        &srv,
+        &k,
+        &s,
+        &["ecr", "describe-images", "--repository-name", "pay/api"],
+    )
+    .unwrap();
+    let err = aws_cli(
+        &srv,
+        &k,
+        &s,
+        &["ecr", "describe-images", "--repository-name", "web/app"],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("AccessDeniedException") && err.contains("repository/web/app"),
+        "{err}"
+    );
+}
