@@ -252,16 +252,36 @@ impl Authority {
         }
     }
 
-    fn caller_of(key: &AccessKey, source_ip: Option<IpAddr>) -> Caller {
-        Caller {
+    /// The caller signing with long-term `key`: its IAM user (with the user's path,
+    /// part of its ARN).
+    async fn caller_of(
+        &self,
+        key: &AccessKey,
+        source_ip: Option<IpAddr>,
+    ) -> Result<Caller, Refusal> {
+        let path = match self.iam.get_user(&key.account_id, &key.user_name).await? {
+            Some(user) => user.path,
+            None if self.config.mode == AuthMode::Permissive => "/".to_string(),
+            None => {
+                return Err(Refusal::new(
+                    403,
+                    "UnrecognizedClientException",
+                    format!(
+                        "The security token included in the request is invalid: access key {} belongs to user {} of account {}, which no longer exists",
+                        key.access_key_id, key.user_name, key.account_id
+                    ),
+                ))
+            }
+        };
+        Ok(Caller {
             account_id: key.account_id.clone(),
             principal: Principal::User {
                 name: key.user_name.clone(),
-                path: "/".into(),
+                path,
             },
             access_key_id: Some(key.access_key_id.clone()),
             source_ip,
-        }
+        })
     }
 
     /// Authenticates a SigV4-signed request for `service`.
@@ -362,7 +382,7 @@ impl Authority {
             ));
         }
         let key = self.active_key(id).await?;
-        let caller = Self::caller_of(&key, source_ip);
+        let caller = self.caller_of(&key, source_ip).await?;
         Ok((key.secret_access_key, caller, None))
     }
 
@@ -423,7 +443,9 @@ impl Authority {
                 "the password is not the secret of access key {user}"
             )));
         }
-        Ok(Self::caller_of(&key, source_ip))
+        self.caller_of(&key, source_ip)
+            .await
+            .map_err(|r| unauthorized(r.message))
     }
 
     /// Authenticates a registry token: the caller is the principal of the key it was

@@ -66,6 +66,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .context("setting up authentication")?,
     );
+    let iam_store: Arc<dyn wharf_meta::IamStore> = meta.clone();
     let registry = Registry::new(
         meta.clone(),
         blobs.clone(),
@@ -172,7 +173,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         registry.clone(),
         settings.registry.upload_timeout,
     ));
-    let pull_recorder = tokio::spawn(pull_loop(registry.clone()));
+    let pull_recorder = tokio::spawn(pull_loop(registry.clone(), iam_store));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = match settings.tls {
         None => tokio::spawn(async move {
@@ -200,13 +201,27 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes noted pull times to the database every few seconds.
-async fn pull_loop(registry: Registry) {
+/// Writes noted pull times to the database every few seconds, and forgets expired
+/// role sessions every minute.
+async fn pull_loop(registry: Registry, iam: Arc<dyn wharf_meta::IamStore>) {
     let mut tick = tokio::time::interval(PULL_FLUSH);
+    let mut n: u64 = 0;
     loop {
         tick.tick().await;
         if let Err(e) = registry.flush_pulls().await {
             tracing::warn!("recording pull times failed: {}", e.message);
+        }
+        n += 1;
+        if n % 12 == 0 {
+            // Kept a day after expiry, so their refusals can still say when they expired.
+            match iam
+                .purge_expired_sessions(wharf_meta::now_millis() - 24 * 3600 * 1000)
+                .await
+            {
+                Ok(0) => {}
+                Ok(k) => tracing::info!("forgot {k} expired role session(s)"),
+                Err(e) => tracing::warn!("purging expired sessions failed: {e}"),
+            }
         }
     }
 }

@@ -291,6 +291,30 @@ fn expired_registry_tokens_say_when_they_expired() {
     );
     let v: Value = aws_admin(&srv, &["iam", "get-user"]);
     assert_eq!(v["User"]["UserName"], "admin");
+    // A user's path is part of its ARN, as IAM writes it.
+    aws_admin(
+        &srv,
+        &[
+            "iam",
+            "create-user",
+            "--user-name",
+            "builder",
+            "--path",
+            "/ci/",
+        ],
+    );
+    let key = aws_admin(
+        &srv,
+        &["iam", "create-access-key", "--user-name", "builder"],
+    );
+    let me = aws_cli(
+        &srv,
+        key["AccessKey"]["AccessKeyId"].as_str().unwrap(),
+        key["AccessKey"]["SecretAccessKey"].as_str().unwrap(),
+        &["sts", "get-caller-identity"],
+    )
+    .unwrap();
+    assert_eq!(me["Arn"], "arn:aws:iam::000000000000:user/ci/builder");
 }
 
 #[test]
