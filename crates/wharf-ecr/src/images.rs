@@ -347,14 +347,30 @@ pub(crate) async fn batch_delete_image(ctx: &Ctx<'_>) -> Result<Value, EcrError>
                 continue;
             }
         };
+        let parents = ctx.meta.manifest_parents(&name, &img.digest).await?;
         match (&id.digest, &id.tag) {
-            // By tag: the tag goes; the image goes with its last tag (as in ECR).
+            // By tag: the tag goes; the image goes with its last tag (as in ECR),
+            // unless an index still lists it.
             (None, Some(tag)) => {
                 ctx.meta.delete_tag(&name, tag).await?;
-                if img.tags.len() <= 1 {
+                if img.tags.len() <= 1 && parents.is_empty() {
                     ctx.meta.delete_manifest(&name, &img.digest).await?;
                 }
                 deleted.push(json!({ "imageDigest": img.digest.to_string(), "imageTag": tag }));
+            }
+            // An image an index lists stays while the index does (ECR's rule).
+            _ if !parents.is_empty() => {
+                let list: Vec<String> = parents.iter().map(ToString::to_string).collect();
+                failures.push(failure(
+                    &id,
+                    (
+                        "ImageReferencedByManifestList",
+                        format!(
+                            "Requested image referenced by manifest list: [{}]; delete the manifest list first",
+                            list.join(", ")
+                        ),
+                    ),
+                ));
             }
             // By digest: the image and all its tags.
             _ => {

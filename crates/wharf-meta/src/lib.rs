@@ -516,6 +516,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         repository: &str,
         reference: &Reference,
     ) -> Result<Option<ImageRecord>, MetaError>;
+    /// Digests of the indexes in `repository` that list `digest` as a child.
+    async fn manifest_parents(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Vec<Digest>, MetaError>;
     /// Records when images were last pulled (later times win; missing images are
     /// skipped).
     async fn record_pulls(

@@ -231,6 +231,18 @@ impl MetadataStore for Namespaced {
         r.map_err(|e| self.err(e))
     }
 
+    async fn manifest_parents(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Vec<Digest>, MetaError> {
+        let r = self
+            .inner
+            .manifest_parents(&self.q(repository), digest)
+            .await;
+        r.map_err(|e| self.err(e))
+    }
+
     async fn record_pulls(
         &self,
         repository: &str,

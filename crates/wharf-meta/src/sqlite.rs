@@ -1141,6 +1141,31 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn manifest_parents(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Vec<Digest>, MetaError> {
+        let (repository, digest) = (repository.to_string(), digest.to_string());
+        self.read(move |conn| {
+            let Some(repo) = repository_id(conn, &repository)? else {
+                return Ok(Vec::new());
+            };
+            let parents: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT parent_digest FROM manifest_children
+                     WHERE repository_id = ?1 AND child_digest = ?2 ORDER BY parent_digest",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![repo, digest], |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .ctx(&format!("reading the indexes that list {digest}"))?;
+            parents.iter().map(|p| parse_digest(p)).collect()
+        })
+        .await
+    }
+
     async fn record_pulls(
         &self,
         repository: &str,

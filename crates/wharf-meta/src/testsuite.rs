@@ -1917,6 +1917,24 @@ pub async fn images(store: &dyn MetadataStore) {
     assert_eq!(ix.size, 120, "an index is as large as its largest child");
     assert_eq!(ix.tags, vec!["multi".to_string()]);
 
+    assert_eq!(
+        must(
+            store.manifest_parents("images/app", &m1.digest).await,
+            "parents"
+        ),
+        vec![idx.digest.clone()],
+        "the index lists m1"
+    );
+    assert!(must(
+        store.manifest_parents("images/app", &idx.digest).await,
+        "none"
+    )
+    .is_empty());
+    assert!(must(
+        store.manifest_parents("images/none", &m1.digest).await,
+        "no repo"
+    )
+    .is_empty());
     let page = must(
         store.list_images("images/app", Some(&sorted[0]), 1).await,
         "page",

@@ -714,4 +714,73 @@ fn layer_api_uploads_and_download_urls() {
     let manifest_url = url.replace(&format!("blobs/{layer_digest}"), "manifests/v1");
     let (status, _) = curl(&[&manifest_url]);
     assert_eq!(status, 401);
+
+    // An image an index lists cannot be deleted before the index (ECR's rule).
+    let m_digest = wharf_oci::Algorithm::Sha256
+        .digest(manifest.as_bytes())
+        .to_string();
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m_digest}","size":{},"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#,
+        manifest.len()
+    );
+    let put = aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "put-image",
+            "--repository-name",
+            "layers/app",
+            "--image-tag",
+            "multi",
+            "--image-manifest",
+            &index,
+        ],
+    );
+    let index_digest = put["image"]["imageId"]["imageDigest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refused = aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "batch-delete-image",
+            "--repository-name",
+            "layers/app",
+            "--image-ids",
+            &format!("imageDigest={m_digest}"),
+        ],
+    );
+    assert_eq!(
+        refused["failures"][0]["failureCode"], "ImageReferencedByManifestList",
+        "{refused}"
+    );
+    assert!(refused["failures"][0]["failureReason"]
+        .as_str()
+        .unwrap()
+        .contains(&index_digest));
+    let both = aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "batch-delete-image",
+            "--repository-name",
+            "layers/app",
+            "--image-ids",
+            &format!("imageDigest={index_digest}"),
+        ],
+    );
+    assert!(both["failures"].as_array().unwrap().is_empty(), "{both}");
+    let then = aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "batch-delete-image",
+            "--repository-name",
+            "layers/app",
+            "--image-ids",
+            &format!("imageDigest={m_digest}"),
+        ],
+    );
+    assert!(then["failures"].as_array().unwrap().is_empty(), "{then}");
 }
