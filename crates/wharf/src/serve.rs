@@ -205,14 +205,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 /// role sessions every minute.
 async fn pull_loop(registry: Registry, iam: Arc<dyn wharf_meta::IamStore>) {
     let mut tick = tokio::time::interval(PULL_FLUSH);
-    let mut n: u64 = 0;
+    let mut n: u32 = 0;
     loop {
         tick.tick().await;
         if let Err(e) = registry.flush_pulls().await {
             tracing::warn!("recording pull times failed: {}", e.message);
         }
         n += 1;
-        if n % 12 == 0 {
+        if n == 12 {
+            n = 0;
             // Kept a day after expiry, so their refusals can still say when they expired.
             match iam
                 .purge_expired_sessions(wharf_meta::now_millis() - 24 * 3600 * 1000)
