@@ -187,7 +187,7 @@ pub(crate) async fn get_download_url_for_layer(ctx: &Ctx<'_>) -> Result<Value, E
     Ok(json!({
         "downloadUrl": format!(
             "{}/v2/{name}/blobs/{digest}?{}={token}",
-            ctx.api.config().proxy_endpoint,
+            ctx.api.config().proxy_endpoint_of(&ctx.registry),
             wharf_access::TOKEN_QUERY_PARAM
         ),
         "layerDigest": digest.to_string(),

@@ -38,6 +38,9 @@ pub struct EcrConfig {
     pub registry_host: String,
     /// URL of the registry endpoint (`http(s)://host:port`), ECR's `proxyEndpoint`.
     pub proxy_endpoint: String,
+    /// With a domain (e.g. `localhost`, or one with wildcard DNS), registries are
+    /// addressed ECR's way: `<account>.dkr.ecr.<region>.<domain>[:port]`.
+    pub registry_domain: Option<String>,
 }
 
 pub use wharf_auth::Caller;
@@ -143,6 +146,34 @@ struct Inner {
     blobs: Arc<dyn wharf_blob::BlobStore>,
     authority: Arc<Authority>,
     config: EcrConfig,
+}
+
+impl EcrConfig {
+    /// Host (and port) of `account`'s registry: ECR's host name under the registry
+    /// domain when one is set, else the server's own address.
+    pub fn registry_host_of(&self, account: &str) -> String {
+        match &self.registry_domain {
+            Some(domain) => {
+                let port = self
+                    .registry_host
+                    .rsplit_once(':')
+                    .map(|(_, p)| format!(":{p}"))
+                    .unwrap_or_default();
+                format!("{account}.dkr.ecr.{}.{domain}{port}", self.region)
+            }
+            None => self.registry_host.clone(),
+        }
+    }
+
+    /// ECR's `proxyEndpoint` of `account`'s registry.
+    pub fn proxy_endpoint_of(&self, account: &str) -> String {
+        let scheme = self
+            .proxy_endpoint
+            .split_once("://")
+            .map(|(s, _)| s)
+            .unwrap_or("http");
+        format!("{scheme}://{}", self.registry_host_of(account))
+    }
 }
 
 impl From<Refusal> for EcrError {

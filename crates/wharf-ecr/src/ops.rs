@@ -199,7 +199,7 @@ impl Ctx<'_> {
             "repositoryArn": format!("arn:aws:ecr:{region}:{registry}:repository/{}", r.name),
             "registryId": registry,
             "repositoryName": r.name,
-            "repositoryUri": format!("{}/{}", self.api.config().registry_host, r.name),
+            "repositoryUri": format!("{}/{}", self.api.config().registry_host_of(registry), r.name),
             "createdAt": r.created_at as f64 / 1000.0,
             "imageTagMutability": r.tag_policy.mutability.as_str(),
             "imageScanningConfiguration": { "scanOnPush": r.scan_on_push },
@@ -461,11 +461,11 @@ async fn get_authorization_token(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
     };
     let data: Vec<Value> = registries
         .iter()
-        .map(|_| {
+        .map(|account| {
             json!({
                 "authorizationToken": encoded,
                 "expiresAt": expires_at,
-                "proxyEndpoint": ctx.api.config().proxy_endpoint,
+                "proxyEndpoint": ctx.api.config().proxy_endpoint_of(account),
             })
         })
         .collect();

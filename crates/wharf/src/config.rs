@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// ECR's 12 hours].
     #[arg(long, env = "WHARF_TOKEN_LIFETIME_SECS")]
     pub token_lifetime_secs: Option<u64>,
+    /// Domain under which registries are addressed ECR's way,
+    /// `<account>.dkr.ecr.<region>.<domain>` (e.g. `localhost`, or a domain with
+    /// wildcard DNS); used in repositoryUri and proxyEndpoint.
+    #[arg(long, env = "WHARF_REGISTRY_DOMAIN")]
+    pub registry_domain: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -96,6 +101,7 @@ struct FileConfig {
     account_id: Option<String>,
     auth: Option<String>,
     token_lifetime_secs: Option<u64>,
+    registry_domain: Option<String>,
 }
 
 /// The resolved configuration.
@@ -110,6 +116,7 @@ pub struct Settings {
     pub admin_key: Option<(String, String)>,
     pub auth: wharf_access::AuthMode,
     pub token_lifetime_secs: i64,
+    pub registry_domain: Option<String>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -186,6 +193,11 @@ impl Settings {
                 .or(file.token_lifetime_secs)
                 .map(|s| s.clamp(1, 7 * 24 * 3600) as i64)
                 .unwrap_or(wharf_access::TOKEN_LIFETIME_SECS),
+            registry_domain: args
+                .registry_domain
+                .or(file.registry_domain)
+                .map(|d| d.trim_matches('.').to_string())
+                .filter(|d| !d.is_empty()),
         })
     }
 }

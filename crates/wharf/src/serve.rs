@@ -102,6 +102,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             region: settings.region.clone(),
             registry_host: addr.to_string(),
             proxy_endpoint: format!("{scheme}://{addr}"),
+            registry_domain: settings.registry_domain.clone(),
         },
     );
     let app = registry
@@ -130,13 +131,21 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             " --tls-verify=false"
         };
         let region = &settings.region;
+        let host = match &settings.registry_domain {
+            Some(d) => format!(
+                "{}.dkr.ecr.{region}.{d}:{}",
+                settings.account_id,
+                addr.port()
+            ),
+            None => addr.to_string(),
+        };
         writeln!(
             out,
             "  ECR API: aws ecr describe-repositories --endpoint-url {scheme}://{addr} --region {region}"
         )?;
         writeln!(
             out,
-            "  log in:  aws ecr get-login-password --endpoint-url {scheme}://{addr} --region {region} | docker login --username AWS --password-stdin {addr}"
+            "  log in:  aws ecr get-login-password --endpoint-url {scheme}://{addr} --region {region} | docker login --username AWS --password-stdin {host}"
         )?;
         writeln!(
             out,
@@ -144,9 +153,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         )?;
         writeln!(
             out,
-            "  push:    docker push {addr}/myapp:latest   (podman push{tls_flag} ...)"
+            "  push:    docker push {host}/myapp:latest   (podman push{tls_flag} ...)"
         )?;
-        writeln!(out, "  pull:    docker pull {addr}/myapp:latest")?;
+        writeln!(out, "  pull:    docker pull {host}/myapp:latest")?;
         if settings.auth == wharf_access::AuthMode::Permissive {
             writeln!(
                 out,

@@ -199,3 +199,35 @@ fn permissive_mode_admits_anyone_as_the_administrator() {
     );
     assert_eq!(any["repositories"][0]["repositoryName"], "dev/app");
 }
+
+#[test]
+fn registry_domain_names_registries_the_ecr_way() {
+    let srv = common::Server::start_with(&["--registry-domain", "localhost"]);
+    let port = srv.host.rsplit(':').next().unwrap().to_string();
+    let host = format!("000000000000.dkr.ecr.us-east-1.localhost:{port}");
+    let made = common::aws_admin(
+        &srv,
+        &["ecr", "create-repository", "--repository-name", "dom/app"],
+    );
+    assert_eq!(
+        made["repository"]["repositoryUri"],
+        format!("{host}/dom/app").as_str()
+    );
+    let auth = common::aws_admin(&srv, &["ecr", "get-authorization-token"]);
+    assert_eq!(
+        auth["authorizationData"][0]["proxyEndpoint"],
+        format!("http://{host}").as_str()
+    );
+    // The URI works as is, resolved to the server.
+    let admin = basic(common::ADMIN_KEY, common::ADMIN_SECRET);
+    let (status, text) = push(&srv, &admin, None, "dom/app", "v1");
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = curl(&[
+        "-H",
+        &admin,
+        "--resolve",
+        &format!("000000000000.dkr.ecr.us-east-1.localhost:{port}:127.0.0.1"),
+        &format!("http://{host}/v2/dom/app/manifests/v1"),
+    ]);
+    assert_eq!(status, 200, "{text}");
+}
