@@ -13,8 +13,10 @@ use async_trait::async_trait;
 use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 use subtle::ConstantTimeEq;
 use wharf_auth::{sigv4, Caller, Principal};
 use wharf_meta::{AccessKey, IamStore, IdentityPolicy, MetaError, MetadataStore, PrincipalRef};
@@ -38,6 +40,65 @@ fn parse_stored(text: &str, kind: PolicyKind, what: &str) -> Result<PolicyDocume
             format!("the stored policy of {what} no longer parses: {e}"),
         )
     })
+}
+
+/// How long authentication and identity-policy lookups are reused.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Access keys and identity policies looked up in the last [`CACHE_TTL`], so that a
+/// burst of requests does not read the same rows for each one. IAM and STS calls
+/// handled by this process clear it ([`Authority::invalidate`]), so changes made
+/// here apply to the next request; changes made through another replica apply
+/// within the TTL.
+#[derive(Default)]
+struct AuthCache {
+    credentials: std::sync::Mutex<HashMap<String, (Instant, CachedCredential)>>,
+    policies: std::sync::Mutex<HashMap<String, (Instant, Arc<Vec<Identity>>)>>,
+}
+
+type CachedCredential = (String, Caller, Option<String>);
+
+impl AuthCache {
+    fn credential(&self, id: &str) -> Option<CachedCredential> {
+        let map = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, c)| c.clone())
+    }
+
+    fn put_credential(&self, id: &str, c: &CachedCredential) {
+        let mut map = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+        }
+        map.insert(id.to_string(), (Instant::now(), c.clone()));
+    }
+
+    fn policies(&self, key: &str) -> Option<Arc<Vec<Identity>>> {
+        let map = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, p)| p.clone())
+    }
+
+    fn put_policies(&self, key: &str, p: &Arc<Vec<Identity>>) {
+        let mut map = self.policies.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+        }
+        map.insert(key.to_string(), (Instant::now(), p.clone()));
+    }
+
+    fn clear(&self) {
+        self.credentials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
 }
 
 /// An identity-based policy of a caller.
@@ -164,6 +225,7 @@ impl From<MetaError> for Refusal {
 
 /// Authenticates callers and authorizes their actions.
 pub struct Authority {
+    cache: AuthCache,
     meta: Arc<dyn MetadataStore>,
     iam: Arc<dyn IamStore>,
     tokens: TokenKey,
@@ -211,11 +273,18 @@ impl Authority {
             );
         }
         Ok(Authority {
+            cache: AuthCache::default(),
             meta,
             iam,
             tokens: TokenKey::new(secret),
             config,
         })
+    }
+
+    /// Forgets cached credentials and identity policies: called after every IAM or
+    /// STS call this process handles, so what it changed applies at once.
+    pub fn invalidate(&self) {
+        self.cache.clear();
     }
 
     /// The settings.
@@ -341,6 +410,20 @@ impl Authority {
     /// The secret, the caller and (for temporary credentials) the session token of
     /// access key `id`, or why it cannot be used.
     async fn credential(
+        &self,
+        id: &str,
+        source_ip: Option<IpAddr>,
+    ) -> Result<(String, Caller, Option<String>), Refusal> {
+        if let Some((secret, mut caller, token)) = self.cache.credential(id) {
+            caller.source_ip = source_ip;
+            return Ok((secret, caller, token));
+        }
+        let found = self.credential_uncached(id, source_ip).await?;
+        self.cache.put_credential(id, &found);
+        Ok(found)
+    }
+
+    async fn credential_uncached(
         &self,
         id: &str,
         source_ip: Option<IpAddr>,
@@ -496,7 +579,21 @@ impl Authority {
     }
 
     /// The identity-based policies of `caller`, parsed, with labels naming them.
-    async fn identity_policies(&self, caller: &Caller) -> Result<Vec<Identity>, Refusal> {
+    async fn identity_policies(&self, caller: &Caller) -> Result<Arc<Vec<Identity>>, Refusal> {
+        let key = match &caller.principal {
+            Principal::User { name, .. } => format!("{}/user/{name}", caller.account_id),
+            Principal::AssumedRole { role, .. } => format!("{}/role/{role}", caller.account_id),
+            Principal::Anonymous => return Ok(Arc::new(Vec::new())),
+        };
+        if let Some(p) = self.cache.policies(&key) {
+            return Ok(p);
+        }
+        let found = Arc::new(self.identity_policies_uncached(caller).await?);
+        self.cache.put_policies(&key, &found);
+        Ok(found)
+    }
+
+    async fn identity_policies_uncached(&self, caller: &Caller) -> Result<Vec<Identity>, Refusal> {
         let (principal, who) = match &caller.principal {
             Principal::User { name, .. } => (PrincipalRef::User(name.clone()), "user"),
             Principal::AssumedRole { role, .. } => (PrincipalRef::Role(role.clone()), "role"),

@@ -110,7 +110,11 @@ async fn handle(State(apis): State<Apis>, req: Request) -> Response {
     }
     // Query-signature parameters are not API parameters.
     params.retain(|(k, _)| !k.starts_with("X-Amz-"));
-    apis.iam.handle(&caller, &service, &params).await
+    let resp = apis.iam.handle(&caller, &service, &params).await;
+    // Whatever the call changed (keys, users, policies, roles) applies to the next
+    // request.
+    apis.authority.invalidate();
+    resp
 }
 
 /// IAM and STS authorization through the [`Authority`].
