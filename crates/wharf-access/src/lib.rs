@@ -53,8 +53,10 @@ const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 #[derive(Default)]
 struct AuthCache {
     credentials: std::sync::Mutex<HashMap<String, (Instant, CachedCredential)>>,
-    policies: std::sync::Mutex<HashMap<String, (Instant, Arc<Vec<Identity>>)>>,
+    policies: std::sync::Mutex<HashMap<String, (Instant, CachedPolicies)>>,
 }
+
+type CachedPolicies = Arc<Vec<Identity>>;
 
 type CachedCredential = (String, Caller, Option<String>);
 
