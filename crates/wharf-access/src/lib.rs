@@ -54,6 +54,7 @@ const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 struct AuthCache {
     credentials: std::sync::Mutex<HashMap<String, (Instant, CachedCredential)>>,
     policies: std::sync::Mutex<HashMap<String, (Instant, CachedPolicies)>>,
+    repositories: std::sync::Mutex<HashMap<String, (Instant, Option<String>)>>,
 }
 
 type CachedPolicies = Arc<Vec<Identity>>;
@@ -91,7 +92,26 @@ impl AuthCache {
         map.insert(key.to_string(), (Instant::now(), p.clone()));
     }
 
+    fn repository_policy(&self, key: &str) -> Option<Option<String>> {
+        let map = self.repositories.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, p)| p.clone())
+    }
+
+    fn put_repository_policy(&self, key: &str, p: &Option<String>) {
+        let mut map = self.repositories.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+        }
+        map.insert(key.to_string(), (Instant::now(), p.clone()));
+    }
+
     fn clear(&self) {
+        self.repositories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.credentials
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -283,8 +303,25 @@ impl Authority {
         })
     }
 
-    /// Forgets cached credentials and identity policies: called after every IAM or
-    /// STS call this process handles, so what it changed applies at once.
+    /// The policy of repository `name` of `account` (`None`: no policy, or no such
+    /// repository), cached like credentials.
+    async fn repository_policy(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Option<String>, Refusal> {
+        let key = wharf_meta::qualified_name(account, name);
+        if let Some(p) = self.cache.repository_policy(&key) {
+            return Ok(p);
+        }
+        let policy = self.meta.get_repository(&key).await?.and_then(|r| r.policy);
+        self.cache.put_repository_policy(&key, &policy);
+        Ok(policy)
+    }
+
+    /// Forgets cached credentials, identity policies and repository policies: called
+    /// after every IAM or STS call, and every ECR call that changes a repository,
+    /// this process handles, so what it changed applies at once.
     pub fn invalidate(&self) {
         self.cache.clear();
     }
@@ -780,27 +817,23 @@ impl Authority {
             return Ok(());
         }
         let resource = self.repository_arn(account, repository);
-        let repo = match repository {
-            Some(name) => {
-                self.meta
-                    .get_repository(&wharf_meta::qualified_name(account, name))
-                    .await?
-            }
+        let policy_text = match repository {
+            Some(name) => self.repository_policy(account, name).await?,
             None => None,
         };
-        let repo_policy = match repo.as_ref().and_then(|r| r.policy.as_deref()) {
+        let repo_policy = match policy_text.as_deref() {
             Some(text) => Some(parse_stored(text, PolicyKind::Resource, &resource)?),
             None => None,
         };
         let identity = self.identity_policies(caller).await?;
         // Resource tags are read only when a policy could look at them.
-        let policy_text = repo.as_ref().and_then(|r| r.policy.as_deref());
         let mentions_tags = policy_text
+            .as_deref()
             .into_iter()
             .chain(identity.iter().map(|i| i.parts().1))
             .any(|text| text.to_ascii_lowercase().contains("aws:resourcetag"));
         let mut tags = Vec::new();
-        if let (Some(name), Some(_), true) = (repository, &repo, mentions_tags) {
+        if let (Some(name), true) = (repository, mentions_tags) {
             tags = self
                 .meta
                 .repository_tags(&wharf_meta::qualified_name(account, name))

@@ -34,8 +34,26 @@ pub fn router(apis: Apis) -> Router {
 }
 
 async fn handle(State(apis): State<Apis>, req: Request) -> Response {
-    if req.headers().contains_key("x-amz-target") {
-        return apis.ecr.handle(req).await;
+    if let Some(target) = req.headers().get("x-amz-target") {
+        // Calls that change what authorization reads (repository policies, the
+        // repositories themselves, their tags) clear the authority's cache.
+        let changes = target.to_str().is_ok_and(|t| {
+            [
+                "SetRepositoryPolicy",
+                "DeleteRepositoryPolicy",
+                "DeleteRepository",
+                "CreateRepository",
+                "TagResource",
+                "UntagResource",
+            ]
+            .iter()
+            .any(|op| t.ends_with(&format!(".{op}")))
+        });
+        let resp = apis.ecr.handle(req).await;
+        if changes {
+            apis.authority.invalidate();
+        }
+        return resp;
     }
     let (parts, body) = req.into_parts();
     let peer = parts
