@@ -556,18 +556,21 @@ impl Authority {
         if user == "AWS" {
             return self.authenticate_token(password, source_ip).await;
         }
-        let key = self
-            .active_key(user)
+        let (secret, caller, session) = self
+            .credential(user, source_ip)
             .await
             .map_err(|r| unauthorized(r.message))?;
-        if !bool::from(key.secret_access_key.as_bytes().ct_eq(password.as_bytes())) {
+        if session.is_some() {
+            return Err(unauthorized(format!(
+                "temporary credentials ({user}) cannot log in with their secret alone; use user AWS with the password from aws ecr get-login-password"
+            )));
+        }
+        if !bool::from(secret.as_bytes().ct_eq(password.as_bytes())) {
             return Err(unauthorized(format!(
                 "the password is not the secret of access key {user}"
             )));
         }
-        self.caller_of(&key, source_ip)
-            .await
-            .map_err(|r| unauthorized(r.message))
+        Ok(caller)
     }
 
     /// Authenticates a registry token: the caller is the principal of the key it was
