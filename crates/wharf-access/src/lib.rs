@@ -266,19 +266,6 @@ fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// 32 bytes from the operating system's CSPRNG (UUIDv4 randomness, fixed bits cut).
-fn random_secret() -> Vec<u8> {
-    let mut out = Vec::with_capacity(32);
-    while out.len() < 32 {
-        for (i, b) in uuid::Uuid::new_v4().as_bytes().iter().enumerate() {
-            if i != 6 && i != 8 && out.len() < 32 {
-                out.push(*b);
-            }
-        }
-    }
-    out
-}
-
 impl Authority {
     /// An authority over `meta`; loads (or creates, once for all replicas) the token
     /// signing secret.
@@ -287,7 +274,9 @@ impl Authority {
         iam: Arc<dyn IamStore>,
         config: AccessConfig,
     ) -> Result<Authority, MetaError> {
-        let secret = meta.server_secret(TOKEN_SECRET, &random_secret()).await?;
+        let secret = meta
+            .server_secret(TOKEN_SECRET, &wharf_auth::ids::random_bytes(32))
+            .await?;
         if config.mode == AuthMode::Permissive {
             tracing::warn!(
                 "authentication is PERMISSIVE: any credentials, or none, act as the administrator of account {}; never use this outside development",

@@ -5,6 +5,7 @@
 //! authenticated as. Looking up the secret for an access key and deciding what the
 //! caller may do belong to the IAM layer above.
 
+pub mod ids;
 pub mod principal;
 pub mod sigv4;
 

@@ -2,29 +2,11 @@
 
 use wharf_meta::{now_millis, AccessKey, MetaError, MetadataStore};
 
-const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn random_string(alphabet: &[u8], len: usize) -> String {
-    let mut out = String::with_capacity(len);
-    while out.len() < len {
-        // UUIDv4 bytes come from the operating system's CSPRNG; bytes 6 and 8 carry
-        // the fixed version and variant bits, so they are skipped. Both alphabets
-        // divide 256, so the modulo is unbiased.
-        for (i, b) in uuid::Uuid::new_v4().as_bytes().iter().enumerate() {
-            if i != 6 && i != 8 && out.len() < len {
-                out.push(alphabet[*b as usize % alphabet.len()] as char);
-            }
-        }
-    }
-    out
-}
-
 /// A new access key id (`AKIA` + 16 characters) and secret (40 characters).
 pub fn new_key_pair() -> (String, String) {
     (
-        format!("AKIA{}", random_string(ID_ALPHABET, 16)),
-        random_string(SECRET_ALPHABET, 40),
+        wharf_auth::ids::new_id("AKIA"),
+        wharf_auth::ids::new_secret(),
     )
 }
 

@@ -273,15 +273,7 @@ fn failure(id: &ImageId, (code, reason): Failure) -> Value {
 
 pub(crate) async fn batch_get_image(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
     let name = existing_repository(ctx).await?;
-    let accepted: Option<Vec<String>> = match ctx.input.get("acceptedMediaTypes") {
-        Some(Value::Array(a)) => Some(
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-        ),
-        _ => None,
-    };
+    let accepted = ctx.strings("acceptedMediaTypes");
     let (mut images, mut failures) = (Vec::new(), Vec::new());
     let mut pulled = Vec::new();
     for id in image_ids(ctx.input) {
@@ -473,14 +465,7 @@ pub(crate) async fn put_image(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
 
 pub(crate) async fn batch_check_layer_availability(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
     let name = existing_repository(ctx).await?;
-    let digests: Vec<String> = match ctx.input.get("layerDigests") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
-    };
+    let digests = ctx.strings("layerDigests").unwrap_or_default();
     let (mut layers, mut failures) = (Vec::new(), Vec::new());
     for d in digests {
         let parsed = match Digest::parse(&d) {

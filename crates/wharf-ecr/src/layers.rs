@@ -115,11 +115,8 @@ pub(crate) async fn upload_layer_part(ctx: &Ctx<'_>) -> Result<Value, EcrError> 
 pub(crate) async fn complete_layer_upload(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
     let name = repository(ctx).await?;
     let id = session(ctx, &name).await?;
-    let digests: Vec<&str> = match ctx.input.get("layerDigests") {
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    let [given] = digests[..] else {
+    let digests = ctx.strings("layerDigests").unwrap_or_default();
+    let [given] = &digests[..] else {
         return Err(EcrError::invalid(format!(
             "layerDigests must name exactly one digest, not {}",
             digests.len()

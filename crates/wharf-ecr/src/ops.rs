@@ -102,6 +102,20 @@ impl Ctx<'_> {
         }
     }
 
+    /// The strings of list member `member` (the model has checked their type), or
+    /// `None` when it is absent.
+    pub(crate) fn strings(&self, member: &str) -> Option<Vec<String>> {
+        match self.input.get(member) {
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
     pub(crate) fn required_str(&self, member: &str) -> Result<&str, EcrError> {
         self.str(member)?.ok_or_else(|| {
             EcrError::new(
@@ -451,14 +465,10 @@ async fn put_image_scanning_configuration(ctx: &Ctx<'_>) -> Result<Value, EcrErr
 async fn get_authorization_token(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
     let (token, expires_at) = ctx.api.authority().issue_token(ctx.caller)?;
     let encoded = STANDARD.encode(format!("AWS:{token}"));
-    let registries: Vec<String> = match ctx.input.get("registryIds") {
-        Some(Value::Array(ids)) if !ids.is_empty() => ids
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => vec![ctx.registry.clone()],
-    };
+    let registries = ctx
+        .strings("registryIds")
+        .filter(|ids| !ids.is_empty())
+        .unwrap_or_else(|| vec![ctx.registry.clone()]);
     let data: Vec<Value> = registries
         .iter()
         .map(|account| {

@@ -208,14 +208,7 @@ pub(crate) async fn tag_resource(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
 
 pub(crate) async fn untag_resource(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
     let name = tagged_repository(ctx).await?;
-    let keys: Vec<String> = match ctx.input.get("tagKeys") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
-    };
+    let keys = ctx.strings("tagKeys").unwrap_or_default();
     ctx.meta.untag_repository(&name, &keys).await?;
     Ok(json!({}))
 }

@@ -1,7 +1,6 @@
 //! The IAM actions: users, access keys, roles, inline and managed policies, tags.
 
 use crate::error::ApiError;
-use crate::ids::{new_id, new_secret};
 use crate::params::{
     Params, Rule, ACCESS_KEY_ID, ARN, DOCUMENT, EXISTING_USER_NAME, MARKER, PATH, PATH_PREFIX,
     POLICY_DESCRIPTION, POLICY_NAME, POLICY_PATH, ROLE_DESCRIPTION, ROLE_NAME, TAG_KEY, USER_NAME,
@@ -11,6 +10,7 @@ use crate::{validate_document, DocumentKind, IamApi, AWS_MANAGED_POLICIES};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use wharf_auth::ids::{new_id, new_secret};
 use wharf_auth::{Caller, Principal};
 use wharf_meta::iam::AWS_MANAGED_POLICY_PREFIX;
 use wharf_meta::{now_millis, AccessKey, CustomerPolicy, Millis, PrincipalRef, Role, User};

@@ -22,7 +22,6 @@ use wharf_meta::{IamStore, MetaError, MetadataStore, PrincipalRef, Role, User};
 
 mod error;
 mod iam;
-mod ids;
 mod params;
 mod sts;
 mod xml;
@@ -255,7 +254,7 @@ pub async fn bootstrap_admin(
             let new = User {
                 account_id: account_id.to_string(),
                 user_name: user_name.to_string(),
-                user_id: ids::new_id("AIDA"),
+                user_id: wharf_auth::ids::new_id("AIDA"),
                 path: "/".to_string(),
                 created_at: wharf_meta::now_millis(),
                 tags: Vec::new(),

@@ -1,10 +1,10 @@
 //! The STS actions: `GetCallerIdentity` and `AssumeRole`.
 
 use crate::error::ApiError;
-use crate::ids::{new_id, new_secret, new_session_token};
 use crate::params::{Params, ARN, SESSION_NAME};
 use crate::xml::Xml;
 use crate::IamApi;
+use wharf_auth::ids::{new_id, new_secret, new_session_token};
 use wharf_auth::{Caller, Principal};
 use wharf_meta::{now_millis, Session};
 

@@ -22,19 +22,32 @@ fn random_string(alphabet: &[u8], len: usize) -> String {
     out
 }
 
+/// `n` random bytes from the operating system's CSPRNG.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        for (i, b) in uuid::Uuid::new_v4().as_bytes().iter().enumerate() {
+            if i != 6 && i != 8 && out.len() < n {
+                out.push(*b);
+            }
+        }
+    }
+    out
+}
+
 /// `prefix` + 16 random id characters: `AIDA…` users, `AROA…` roles, `ANPA…`
 /// policies, `AKIA…` access keys, `ASIA…` session keys.
-pub(crate) fn new_id(prefix: &str) -> String {
+pub fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", random_string(ID_ALPHABET, 16))
 }
 
 /// A 40-character secret access key.
-pub(crate) fn new_secret() -> String {
+pub fn new_secret() -> String {
     random_string(SECRET_ALPHABET, 40)
 }
 
 /// A session token: 256 random characters (about 1500 bits).
-pub(crate) fn new_session_token() -> String {
+pub fn new_session_token() -> String {
     random_string(SECRET_ALPHABET, 256)
 }
 
@@ -53,5 +66,7 @@ mod tests {
         assert_eq!(s.len(), 40);
         assert!(s.bytes().all(|b| SECRET_ALPHABET.contains(&b)));
         assert_eq!(new_session_token().len(), 256);
+        assert_eq!(random_bytes(33).len(), 33);
+        assert_ne!(random_bytes(16), random_bytes(16));
     }
 }
