@@ -41,6 +41,12 @@ enum AccountAction {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Replace the administrator's access keys with a new one and print it, once
+    /// (for a lost key; a running server refuses the old keys within a second).
+    ResetAdminKey {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,6 +160,36 @@ async fn account(action: AccountAction) -> Result<()> {
                     anyhow::bail!("account {} exists already", data.account_id)
                 }
             }
+        }
+        AccountAction::ResetAdminKey { data } => {
+            use wharf_meta::IamStore;
+            config::check_account_id(&data.account_id)?;
+            let store = serve::open_metadata(&data.data_dir)?;
+            let admin = wharf_access::BOOTSTRAP_ADMIN;
+            wharf_iam::bootstrap_admin(&store, &data.account_id, admin).await?;
+            for old in store.list_user_access_keys(&data.account_id, admin).await? {
+                store
+                    .delete_user_access_key(&data.account_id, admin, &old.access_key_id)
+                    .await?;
+                println!("deleted access key {}", old.access_key_id);
+            }
+            let (id, secret) = wharf_ecr::bootstrap::new_key_pair();
+            let key = store
+                .create_user_access_key(&wharf_meta::AccessKey {
+                    access_key_id: id,
+                    secret_access_key: secret,
+                    account_id: data.account_id.clone(),
+                    user_name: admin.to_string(),
+                    active: true,
+                    created_at: wharf_meta::now_millis(),
+                })
+                .await?;
+            println!(
+                "new administrator key of account {} (shown once, keep it):",
+                key.account_id
+            );
+            println!("  export AWS_ACCESS_KEY_ID={}", key.access_key_id);
+            println!("  export AWS_SECRET_ACCESS_KEY={}", key.secret_access_key);
         }
     }
     Ok(())

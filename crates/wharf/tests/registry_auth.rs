@@ -231,3 +231,40 @@ fn registry_domain_names_registries_the_ecr_way() {
     ]);
     assert_eq!(status, 200, "{text}");
 }
+
+#[test]
+fn a_lost_administrator_key_is_replaced_from_the_data_directory() {
+    let srv = common::Server::start();
+    let out = std::process::Command::new(common::wharf_bin())
+        .args(["account", "reset-admin-key", "--data-dir"])
+        .arg(&srv.data_dir)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains(&format!("deleted access key {}", common::ADMIN_KEY)),
+        "{printed}"
+    );
+    let field = |name: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("export {name}=")))
+            .unwrap()
+            .to_string()
+    };
+    let (key, secret) = (field("AWS_ACCESS_KEY_ID"), field("AWS_SECRET_ACCESS_KEY"));
+    // The running server takes the new key and refuses the old one at once.
+    let (status, text) = curl(&["-H", &basic(&key, &secret), &srv.at("/v2/")]);
+    assert_eq!(status, 200, "{text}");
+    let (status, _) = curl(&[
+        "-H",
+        &basic(common::ADMIN_KEY, common::ADMIN_SECRET),
+        &srv.at("/v2/"),
+    ]);
+    assert_eq!(status, 401);
+}
