@@ -408,3 +408,96 @@ fn tag_conditions_on_requests_and_repositories() {
         "{err}"
     );
 }
+
+#[test]
+fn cross_account_roles() {
+    let srv = common::Server::start();
+    let (b_key, b_secret) = common::create_account(&srv, "111122223333");
+    // Account B trusts account A (its identity policies decide who in A may assume).
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"sts:AssumeRole"}]}"#;
+    aws_cli(
+        &srv,
+        &b_key,
+        &b_secret,
+        &[
+            "iam",
+            "create-role",
+            "--role-name",
+            "deployer",
+            "--assume-role-policy-document",
+            trust,
+        ],
+    )
+    .unwrap();
+    aws_cli(
+        &srv,
+        &b_key,
+        &b_secret,
+        &[
+            "iam",
+            "attach-role-policy",
+            "--role-name",
+            "deployer",
+            "--policy-arn",
+            "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess",
+        ],
+    )
+    .unwrap();
+    aws_cli(
+        &srv,
+        &b_key,
+        &b_secret,
+        &["ecr", "create-repository", "--repository-name", "b/app"],
+    )
+    .unwrap();
+
+    // A user of A without sts:AssumeRole in its own policies may not: both sides are needed.
+    let (key, secret) = user_with(
+        &srv,
+        "dev",
+        "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+    );
+    let role = "arn:aws:iam::111122223333:role/deployer";
+    let err = aws_cli(
+        &srv,
+        &key,
+        &secret,
+        &[
+            "sts",
+            "assume-role",
+            "--role-arn",
+            role,
+            "--role-session-name",
+            "dev-1",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("AccessDenied") && err.contains("sts:AssumeRole"),
+        "{err}"
+    );
+    // A's administrator may, and acts in B's registry as the role.
+    let assumed = aws_admin(
+        &srv,
+        &[
+            "sts",
+            "assume-role",
+            "--role-arn",
+            role,
+            "--role-session-name",
+            "release",
+        ],
+    );
+    let c = &assumed["Credentials"];
+    let (akid, sk, st) = (
+        c["AccessKeyId"].as_str().unwrap(),
+        c["SecretAccessKey"].as_str().unwrap(),
+        c["SessionToken"].as_str().unwrap(),
+    );
+    let me = aws_session(&srv, akid, sk, Some(st), &["sts", "get-caller-identity"]).unwrap();
+    assert_eq!(me["Account"], "111122223333");
+    let repos = aws_session(&srv, akid, sk, Some(st), &["ecr", "describe-repositories"]).unwrap();
+    assert_eq!(repos["repositories"][0]["repositoryName"], "b/app");
+    let t = token(&srv, akid, sk, Some(st));
+    assert_eq!(push(&srv, &t, None, "b/app", "v1").0, 201);
+}
