@@ -9,8 +9,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use wharf_access::{Authority, Refusal};
@@ -220,13 +218,6 @@ impl EcrApi {
     /// Answers one `POST /` request carrying `X-Amz-Target`.
     pub async fn handle(&self, req: Request) -> Response {
         handle(State(self.clone()), req).await
-    }
-
-    /// `POST /`, to be merged into the server's router.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/", post(handle))
-            .with_state(self.clone())
     }
 }
 

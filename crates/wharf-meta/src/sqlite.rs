@@ -615,6 +615,27 @@ fn image_row(conn: &Connection, repo: i64, digest: &str) -> Result<Option<ImageR
     }))
 }
 
+/// Inserts an access key row (callers check for duplicates and quotas first).
+pub(crate) fn insert_access_key(tx: &Transaction<'_>, key: &AccessKey) -> Result<(), MetaError> {
+    tx.prepare_cached(
+        "INSERT INTO access_keys (access_key_id, secret_access_key, account_id,
+                                  user_name, active, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            key.access_key_id,
+            key.secret_access_key,
+            key.account_id,
+            key.user_name,
+            key.active,
+            key.created_at
+        ])
+    })
+    .ctx(&format!("creating access key {}", key.access_key_id))?;
+    Ok(())
+}
+
 const ACCESS_KEY_COLUMNS: &str = "SELECT access_key_id, secret_access_key, account_id,
     user_name, active, created_at FROM access_keys";
 
@@ -1427,22 +1448,7 @@ impl MetadataStore for SqliteStore {
             if exists {
                 return Err(MetaError::AccessKeyExists(key.access_key_id.clone()));
             }
-            tx.prepare_cached(
-                "INSERT INTO access_keys (access_key_id, secret_access_key, account_id,
-                                          user_name, active, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    key.access_key_id,
-                    key.secret_access_key,
-                    key.account_id,
-                    key.user_name,
-                    key.active,
-                    key.created_at
-                ])
-            })
-            .ctx(&format!("creating access key {}", key.access_key_id))?;
+            insert_access_key(tx, &key)?;
             Ok(())
         })
         .await

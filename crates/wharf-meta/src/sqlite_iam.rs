@@ -448,22 +448,7 @@ impl IamStore for SqliteStore {
                     key.user_name, key.account_id
                 )));
             }
-            tx.prepare_cached(
-                "INSERT INTO access_keys (access_key_id, secret_access_key, account_id,
-                                          user_name, active, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    key.access_key_id,
-                    key.secret_access_key,
-                    key.account_id,
-                    key.user_name,
-                    key.active,
-                    key.created_at
-                ])
-            })
-            .ctx(&format!("creating access key {}", key.access_key_id))?;
+            crate::sqlite::insert_access_key(tx, &key)?;
             Ok(key)
         })
         .await

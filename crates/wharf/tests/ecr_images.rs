@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{aws_admin, aws_cli, basic, curl, push};
+use common::{aws_admin, aws_admin_err, aws_cli, basic, curl, push};
 use serde_json::Value;
 
 fn admin() -> String {
@@ -105,10 +105,8 @@ fn images_listed_described_fetched_retagged_and_deleted() {
     );
     assert!(d["imageSizeInBytes"].as_u64().unwrap() > 0, "{d}");
     assert!(d["imagePushedAt"].as_f64().is_some(), "{d}");
-    let err = aws_cli(
+    let err = aws_admin_err(
         &srv,
-        common::ADMIN_KEY,
-        common::ADMIN_SECRET,
         &[
             "ecr",
             "describe-images",
@@ -117,8 +115,7 @@ fn images_listed_described_fetched_retagged_and_deleted() {
             "--image-ids",
             "imageTag=nope",
         ],
-    )
-    .unwrap_err();
+    );
     assert!(
         err.contains("ImageNotFoundException") && err.contains("nope"),
         "{err}"
@@ -156,10 +153,8 @@ fn images_listed_described_fetched_retagged_and_deleted() {
     assert_eq!(put["image"]["imageId"]["imageDigest"], digest.as_str());
     let (status, text) = curl(&["-H", &admin(), &srv.at("/v2/shop/api/manifests/stable")]);
     assert_eq!(status, 200, "{text}");
-    let err = aws_cli(
+    let err = aws_admin_err(
         &srv,
-        common::ADMIN_KEY,
-        common::ADMIN_SECRET,
         &[
             "ecr",
             "put-image",
@@ -170,8 +165,7 @@ fn images_listed_described_fetched_retagged_and_deleted() {
             "--image-manifest",
             &manifest,
         ],
-    )
-    .unwrap_err();
+    );
     assert!(err.contains("ImageAlreadyExistsException"), "{err}");
     let missing = aws_admin(
         &srv,
@@ -239,10 +233,8 @@ fn images_listed_described_fetched_retagged_and_deleted() {
         ],
     );
     let other = manifest.replacen("\"layers\"", "\"annotations\":{\"x\":\"y\"},\"layers\"", 1);
-    let err = aws_cli(
+    let err = aws_admin_err(
         &srv,
-        common::ADMIN_KEY,
-        common::ADMIN_SECRET,
         &[
             "ecr",
             "put-image",
@@ -253,8 +245,7 @@ fn images_listed_described_fetched_retagged_and_deleted() {
             "--image-manifest",
             &other,
         ],
-    )
-    .unwrap_err();
+    );
     assert!(
         err.contains("ImageTagAlreadyExistsException") && err.contains("v1"),
         "{err}"
@@ -329,10 +320,8 @@ fn repository_policies_open_a_repository_to_another_account() {
     assert_eq!(status, 403, "{text}");
 
     // An invalid policy is refused with the reason.
-    let err = aws_cli(
+    let err = aws_admin_err(
         &srv,
-        common::ADMIN_KEY,
-        common::ADMIN_SECRET,
         &[
             "ecr",
             "set-repository-policy",
@@ -341,8 +330,7 @@ fn repository_policies_open_a_repository_to_another_account() {
             "--policy-text",
             r#"{"Statement":[{"Effect":"allow","Principal":"*","Action":"ecr:*"}]}"#,
         ],
-    )
-    .unwrap_err();
+    );
     assert!(
         err.contains("InvalidParameterException") && err.contains("Effect"),
         "{err}"
@@ -417,10 +405,8 @@ fn repository_policies_open_a_repository_to_another_account() {
             deny,
         ],
     );
-    let err = aws_cli(
+    let err = aws_admin_err(
         &srv,
-        common::ADMIN_KEY,
-        common::ADMIN_SECRET,
         &[
             "ecr",
             "batch-delete-image",
@@ -429,8 +415,7 @@ fn repository_policies_open_a_repository_to_another_account() {
             "--image-ids",
             "imageTag=v1",
         ],
-    )
-    .unwrap_err();
+    );
     assert!(
         err.contains("AccessDeniedException")
             && err.contains("NoDeletes")
@@ -453,18 +438,15 @@ fn repository_policies_open_a_repository_to_another_account() {
         .as_str()
         .unwrap()
         .contains("NoDeletes"));
-    let err = aws_cli(
+    let err = aws_admin_err(
         &srv,
-        common::ADMIN_KEY,
-        common::ADMIN_SECRET,
         &[
             "ecr",
             "get-repository-policy",
             "--repository-name",
             "base/os",
         ],
-    )
-    .unwrap_err();
+    );
     assert!(err.contains("RepositoryPolicyNotFoundException"), "{err}");
 
     // Anonymous pulls only where a policy grants them to everyone.
@@ -493,13 +475,7 @@ fn registry_policy_and_description() {
     let srv = common::Server::start();
     let reg = aws_admin(&srv, &["ecr", "describe-registry"]);
     assert_eq!(reg["registryId"], common::ACCOUNT);
-    let err = aws_cli(
-        &srv,
-        common::ADMIN_KEY,
-        common::ADMIN_SECRET,
-        &["ecr", "get-registry-policy"],
-    )
-    .unwrap_err();
+    let err = aws_admin_err(&srv, &["ecr", "get-registry-policy"]);
     assert!(err.contains("RegistryPolicyNotFoundException"), "{err}");
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Replicate","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":["ecr:CreateRepository","ecr:ReplicateImage"],"Resource":"arn:aws:ecr:us-east-1:000000000000:repository/*"}]}"#;
     aws_admin(
@@ -633,10 +609,8 @@ fn layer_api_uploads_and_download_urls() {
     let id = init["uploadId"].as_str().unwrap();
     let part = tmp.path().join("gap");
     std::fs::write(&part, b"xyz").unwrap();
-    let err = aws_cli(
+    let err = aws_admin_err(
         &srv,
-        common::ADMIN_KEY,
-        common::ADMIN_SECRET,
         &[
             "ecr",
             "upload-layer-part",
@@ -651,8 +625,7 @@ fn layer_api_uploads_and_download_urls() {
             "--layer-part-blob",
             &format!("fileb://{}", part.display()),
         ],
-    )
-    .unwrap_err();
+    );
     assert!(
         err.contains("InvalidLayerPartException") && err.contains("byte 0"),
         "{err}"

@@ -237,6 +237,14 @@ pub fn aws_admin(srv: &Server, args: &[&str]) -> serde_json::Value {
     aws_cli(srv, ADMIN_KEY, ADMIN_SECRET, args).unwrap_or_else(|e| panic!("aws {args:?}: {e}"))
 }
 
+/// [`aws_cli`] as the administrator, which must fail: the CLI's error text.
+pub fn aws_admin_err(srv: &Server, args: &[&str]) -> String {
+    match aws_cli(srv, ADMIN_KEY, ADMIN_SECRET, args) {
+        Ok(v) => panic!("aws {args:?} should have failed, printed {v}"),
+        Err(e) => e,
+    }
+}
+
 /// Creates account `id` in `srv`'s data directory; returns its administrator's key
 /// id and secret.
 pub fn create_account(srv: &Server, id: &str) -> (String, String) {
