@@ -10,16 +10,19 @@ use bytes::Bytes;
 use wharf_oci::Digest;
 
 pub mod iam;
+pub mod jobs;
 pub mod namespace;
 pub mod sqlite;
 mod sqlite_iam;
 pub mod testsuite;
 pub mod testsuite_iam;
+pub mod testsuite_jobs;
 
 pub use iam::{
     CustomerPolicy, IamErrorKind, IamStore, IdentityPolicy, InlinePolicy, PrincipalRef, Role,
     Session, User,
 };
+pub use jobs::{Job, JobStore};
 pub use namespace::{qualified_name, Namespaced};
 pub use sqlite::SqliteStore;
 
