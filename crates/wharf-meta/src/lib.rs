@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod namespace;
 pub mod sqlite;
 mod sqlite_iam;
+mod sqlite_jobs;
 pub mod testsuite;
 pub mod testsuite_iam;
 pub mod testsuite_jobs;

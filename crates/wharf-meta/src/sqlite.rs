@@ -237,6 +237,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX iam_sessions_by_role ON iam_sessions (account_id, role_name);
     CREATE INDEX access_keys_by_user ON access_keys (account_id, user_name COLLATE NOCASE);
     "#,
+    // 7: background jobs and named leases (JobStore).
+    r#"
+    CREATE TABLE jobs (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind         TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        run_at       INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        holder       TEXT,
+        lease_until  INTEGER,
+        last_error   TEXT,
+        UNIQUE (kind, key)
+    ) STRICT;
+    CREATE INDEX jobs_due ON jobs (kind, run_at, id);
+    CREATE TABLE leases (
+        name        TEXT PRIMARY KEY NOT NULL,
+        holder      TEXT NOT NULL,
+        lease_until INTEGER NOT NULL
+    ) WITHOUT ROWID, STRICT;
+    "#,
 ];
 
 // Queries of the read paths, named so their plans can be checked (see the tests).

@@ -382,3 +382,41 @@ async fn manifest_get_throughput() {
         n as f64 / secs
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_jobs_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("metadata.db"));
+    wharf_meta::testsuite_jobs::run_all(&store).await;
+}
+
+/// Two stores on one file (two processes) never hand out one job twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_across_two_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(&dir.path().join("metadata.db"));
+    let b = open(&dir.path().join("metadata.db"));
+    wharf_meta::testsuite_jobs::concurrent_claims(&a).await;
+    use wharf_meta::JobStore;
+    for i in 0..20 {
+        assert!(a
+            .enqueue_job("two", &format!("{i}"), "{}", 0)
+            .await
+            .unwrap());
+    }
+    let claim = |s: SqliteStore, h: &'static str| {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(j) = s.claim_job(&["two"], h, 1, 60_000).await.unwrap() {
+                got.push(j.id);
+            }
+            got
+        })
+    };
+    let (x, y) = (claim(a, "a"), claim(b, "b"));
+    let (x, y) = (x.await.unwrap(), y.await.unwrap());
+    let mut all: Vec<i64> = x.into_iter().chain(y).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 20);
+}
