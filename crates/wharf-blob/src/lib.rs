@@ -111,4 +111,16 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Ids of staged uploads, for cleaning up staging areas no session refers to.
     async fn list_uploads(&self) -> Result<Vec<String>, BlobError>;
+
+    /// A URL a client may fetch blob `digest` from directly, valid for about
+    /// `expires_in`, when the backend and its configuration allow it (`None` otherwise,
+    /// and by default). The URL is made without checking that the blob is present.
+    async fn download_url(
+        &self,
+        digest: &Digest,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        let _ = (digest, expires_in);
+        Ok(None)
+    }
 }

@@ -5,6 +5,8 @@ pub mod digest;
 pub mod manifest;
 pub mod media_types;
 pub mod names;
+pub mod resumable;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
+pub use resumable::{ResumableHasher, SavedHash};
