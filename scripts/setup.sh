@@ -54,7 +54,8 @@ APT_PACKAGES=(
   hyperfine
   # plumbing
   curl jq ca-certificates xz-utils python3
-  # (issue: PostgreSQL metadata store) add postgresql here
+  # the PostgreSQL metadata backend's tests (scripts/testenv.sh starts a cluster)
+  postgresql
 )
 
 apt_missing=()
@@ -93,20 +94,32 @@ for entry in ${PIP_PACKAGES[@]+"${PIP_PACKAGES[@]}"}; do
 done
 
 # ---------------------------------------------------------------------------
+# Cargo-installed tools
+# ---------------------------------------------------------------------------
+# s3s-fs: an S3-compatible server (SigV4-enforcing) for the S3 blob backend's
+# tests. 0.14.1 is pinned: it builds with the toolchain here in about two minutes.
+if ! command -v s3s-fs >/dev/null 2>&1; then
+  log "installing s3s-fs (cargo install, about two minutes)"
+  quiet env CARGO_TARGET_DIR="${HOME}/.cache/wharf-tools-target" \
+    cargo install --locked --features binary s3s-fs@0.14.1
+fi
+
+# ---------------------------------------------------------------------------
 # Services
 # ---------------------------------------------------------------------------
 # Nothing is started here: tests start their own private daemons (wharf,
-# dockerd) in temporary directories. (issue: PostgreSQL) initialise/start the
-# test cluster here if tests need a running server.
+# dockerd) in temporary directories, and scripts/test.sh starts one PostgreSQL
+# cluster and one S3 server for the run (scripts/testenv.sh).
 
 # ---------------------------------------------------------------------------
 # Final check: every tool the tests call must be on PATH.
 # ---------------------------------------------------------------------------
 missing=()
-for t in dockerd docker skopeo podman busybox docker-registry wrk hyperfine curl jq; do
+for t in dockerd docker skopeo podman busybox docker-registry wrk hyperfine curl jq s3s-fs; do
   command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 if [ ! -x /bin/busybox ]; then missing+=(/bin/busybox); fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing+=(initdb); fi
 if [ "${#missing[@]}" -gt 0 ]; then
   log "still missing after install: ${missing[*]}"
   exit 1

@@ -23,6 +23,7 @@ if ! bash scripts/setup.sh; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wharf-target}"
+export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 mkdir -p "$CARGO_TARGET_DIR"
 
@@ -39,12 +40,31 @@ if cargo nextest --version >/dev/null 2>&1; then
   # is the last thing printed.
   step "cargo test --workspace --doc"
   cargo test --workspace --doc --quiet || failed+=("doctests")
-  step "cargo nextest run --workspace"
-  cargo nextest run --workspace --no-fail-fast "$@" || failed+=("cargo nextest run")
+  runner=(cargo nextest run --no-fail-fast)
 else
-  step "cargo test --workspace"
-  cargo test --workspace --no-fail-fast "$@" || failed+=("cargo test")
+  runner=(cargo test --no-fail-fast)
 fi
+
+# One PostgreSQL cluster and one S3 server for the whole run (tests make a fresh
+# database and bucket each).
+step "start PostgreSQL and S3 (scripts/testenv.sh)"
+source scripts/testenv.sh
+trap testenv_stop EXIT
+testenv_start || failed+=("testenv")
+
+step "${runner[*]} --workspace  (SQLite + filesystem)"
+"${runner[@]}" --workspace "$@" || failed+=("tests on SQLite + filesystem")
+
+# The registry's end-to-end suites again, with every server on PostgreSQL + S3.
+# (serve.rs is about the data directory, TLS and signals of one process; the
+# clients' suite runs on both through skopeo, podman and docker.)
+E2E=(conformance manifests discovery management robustness immutability crash
+     clients ecr_api ecr_images registry_auth iam boto3)
+step "${runner[*]} -p wharf  (PostgreSQL + S3)"
+e2e_args=()
+for t in "${E2E[@]}"; do e2e_args+=(--test "$t"); done
+WHARF_TEST_ENGINES=postgres-s3 "${runner[@]}" -p wharf "${e2e_args[@]}" "$@" \
+  || failed+=("tests on PostgreSQL + S3")
 
 if [ "${#failed[@]}" -gt 0 ]; then
   printf '\ntest.sh: FAILED: %s\n' "$(IFS=,; echo "${failed[*]}")" >&2

@@ -178,8 +178,19 @@ pub(crate) async fn get_download_url_for_layer(ctx: &Ctx<'_>) -> Result<Value, E
             format!("The layer {digest} does not exist in the repository with name '{name}' in the registry with id '{}'", ctx.registry),
         ));
     }
-    // A URL that works without other credentials, like ECR's presigned S3 URL: it
-    // carries a registry token of the caller, checked (and authorized) on use.
+    // The blob store's own presigned URL when it has them (S3 with redirects on), as
+    // ECR answers; otherwise a URL of this registry that works without other
+    // credentials: it carries a registry token of the caller, checked (and authorized)
+    // on use.
+    if let Some(url) = ctx
+        .api
+        .blobs()
+        .download_url(&digest, std::time::Duration::from_secs(3600))
+        .await
+        .map_err(|e| EcrError::server(format!("making a download URL for {digest}: {e}")))?
+    {
+        return Ok(json!({ "downloadUrl": url, "layerDigest": digest.to_string() }));
+    }
     let (token, _) = ctx.api.authority().issue_token(ctx.caller)?;
     Ok(json!({
         "downloadUrl": format!(

@@ -10,6 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use wharf_oci::Digest;
 
+/// How long a redirect to the blob store's own URL stays valid.
+const REDIRECT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
 /// Parses a digest from a path or query, as 400 DIGEST_INVALID when malformed.
 pub(crate) fn parse_digest(s: &str) -> ApiResult<Digest> {
     Digest::parse(s).map_err(|e| ApiError::digest_invalid(e.to_string()))
@@ -59,6 +62,18 @@ pub async fn get(reg: &Registry, name: &str, digest: &str, req: Request) -> ApiR
             StatusCode::OK,
             common,
             [("content-length", size.to_string())],
+        )
+            .into_response());
+    }
+    // When the blob store hands out direct URLs (S3 with redirects on), the client
+    // fetches the bytes from there, Range and all, as from ECR's presigned S3 URLs.
+    if let Some(url) = reg.blobs().download_url(&digest, REDIRECT_LIFETIME).await? {
+        return Ok((
+            StatusCode::TEMPORARY_REDIRECT,
+            [
+                ("location", url),
+                ("docker-content-digest", digest.to_string()),
+            ],
         )
             .into_response());
     }

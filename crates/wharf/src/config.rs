@@ -1,6 +1,7 @@
 //! Configuration of `wharf serve`: command-line flags, environment variables and an
 //! optional TOML file, in that order of precedence, over built-in defaults.
 
+use crate::stores::{BlobLocation, MetadataLocation};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -26,8 +27,9 @@ pub fn check_account_id(id: &str) -> Result<()> {
 /// Flags of `wharf serve`; each also reads a `WHARF_*` environment variable.
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
-    /// TOML configuration file (keys: listen, data_dir, tls_cert, tls_key,
-    /// create_on_push, upload_timeout_secs, max_manifest_bytes, max_blob_bytes).
+    /// TOML configuration file (keys: listen, data_dir, metadata, blobs, tls_cert,
+    /// tls_key, create_on_push, upload_timeout_secs, max_manifest_bytes,
+    /// max_blob_bytes, region, account_id, auth, token_lifetime_secs, registry_domain).
     #[arg(long, env = "WHARF_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:5000].
@@ -36,6 +38,16 @@ pub struct ServeArgs {
     /// Data directory: SQLite metadata and filesystem blobs [default: ./wharf-data].
     #[arg(long, env = "WHARF_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Metadata database: `postgres://user:password@host:port/db` for PostgreSQL
+    /// (several replicas may share it), or a SQLite file [default:
+    /// <data-dir>/metadata.db].
+    #[arg(long, env = "WHARF_METADATA", hide_env_values = true)]
+    pub metadata: Option<String>,
+    /// Blob storage: `s3://bucket/prefix?endpoint=URL&region=R` for S3-compatible
+    /// object storage (credentials from the AWS_* environment variables; several
+    /// replicas may share it), or a directory [default: <data-dir>].
+    #[arg(long, env = "WHARF_BLOBS")]
+    pub blobs: Option<String>,
     /// PEM certificate chain; with --tls-key, serve HTTPS.
     #[arg(long, env = "WHARF_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -91,6 +103,8 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    metadata: Option<String>,
+    blobs: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     create_on_push: Option<bool>,
@@ -109,6 +123,8 @@ struct FileConfig {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub metadata: MetadataLocation,
+    pub blobs: BlobLocation,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub registry: RegistryConfig,
     pub region: String,
@@ -143,6 +159,9 @@ impl Settings {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let metadata =
+            MetadataLocation::resolve(args.metadata.or(file.metadata).as_deref(), &data_dir);
+        let blobs = BlobLocation::resolve(args.blobs.or(file.blobs).as_deref(), &data_dir);
         let tls = match (
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),
@@ -182,6 +201,8 @@ impl Settings {
         Ok(Settings {
             listen,
             data_dir,
+            metadata,
+            blobs,
             tls,
             registry,
             region,

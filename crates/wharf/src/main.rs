@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 mod api;
 mod config;
+mod health;
 mod serve;
+mod stores;
 
 /// Wharf: a self-hosted container registry with the ECR API.
 #[derive(Parser)]
@@ -113,14 +115,27 @@ impl TagPolicyArgs {
     }
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct DataDirArg {
     /// Data directory of the registry (the server may be running on it).
     #[arg(long, env = "WHARF_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// Metadata database, as `wharf serve --metadata` (a `postgres://` URL or a SQLite
+    /// file) [default: <data-dir>/metadata.db].
+    #[arg(long, env = "WHARF_METADATA", hide_env_values = true)]
+    metadata: Option<String>,
     /// The account whose registry is meant.
     #[arg(long, env = "WHARF_ACCOUNT_ID", default_value = config::DEFAULT_ACCOUNT)]
     account_id: String,
+}
+
+impl DataDirArg {
+    /// Opens the metadata store these flags name.
+    async fn open(&self) -> Result<stores::Metadata> {
+        config::check_account_id(&self.account_id)?;
+        let loc = stores::MetadataLocation::resolve(self.metadata.as_deref(), &self.data_dir);
+        stores::open_metadata(&loc).await
+    }
 }
 
 fn main() -> Result<()> {
@@ -139,12 +154,13 @@ fn main() -> Result<()> {
 async fn account(action: AccountAction) -> Result<()> {
     match action {
         AccountAction::Create { data } => {
-            config::check_account_id(&data.account_id)?;
-            let store = serve::open_metadata(&data.data_dir)?;
-            match wharf_ecr::bootstrap::ensure_admin(&store, &data.account_id, None).await? {
+            let store = data.open().await?;
+            match wharf_ecr::bootstrap::ensure_admin(store.meta.as_ref(), &data.account_id, None)
+                .await?
+            {
                 wharf_ecr::bootstrap::Bootstrap::Created(key) => {
                     wharf_iam::bootstrap_admin(
-                        &store,
+                        store.iam.as_ref(),
                         &data.account_id,
                         wharf_access::BOOTSTRAP_ADMIN,
                     )
@@ -162,11 +178,9 @@ async fn account(action: AccountAction) -> Result<()> {
             }
         }
         AccountAction::ResetAdminKey { data } => {
-            use wharf_meta::IamStore;
-            config::check_account_id(&data.account_id)?;
-            let store = serve::open_metadata(&data.data_dir)?;
+            let store = data.open().await?.iam;
             let admin = wharf_access::BOOTSTRAP_ADMIN;
-            wharf_iam::bootstrap_admin(&store, &data.account_id, admin).await?;
+            wharf_iam::bootstrap_admin(store.as_ref(), &data.account_id, admin).await?;
             for old in store.list_user_access_keys(&data.account_id, admin).await? {
                 store
                     .delete_user_access_key(&data.account_id, admin, &old.access_key_id)
@@ -197,19 +211,18 @@ async fn account(action: AccountAction) -> Result<()> {
 
 async fn repo(action: RepoAction) -> Result<()> {
     use wharf_meta::MetadataStore;
-    let open = |d: &DataDirArg| -> Result<wharf_meta::Namespaced> {
-        config::check_account_id(&d.account_id)?;
-        let store = serve::open_metadata(&d.data_dir)?;
-        Ok(wharf_meta::Namespaced::new(
-            std::sync::Arc::new(store),
-            &d.account_id,
-        ))
+    let open = |d: &DataDirArg| {
+        let d = d.clone();
+        async move {
+            let store = d.open().await?;
+            Ok::<_, anyhow::Error>(wharf_meta::Namespaced::new(store.meta, &d.account_id))
+        }
     };
     match action {
         RepoAction::Create { name, tags, data } => {
             wharf_oci::names::validate_repository(&name).map_err(anyhow::Error::msg)?;
             let policy = tags.policy()?;
-            let store = open(&data)?;
+            let store = open(&data).await?;
             let repo = store.create_repository(&name).await?;
             if policy != wharf_meta::TagPolicy::default() {
                 store.set_tag_policy(&name, &policy).await?;
@@ -221,7 +234,10 @@ async fn repo(action: RepoAction) -> Result<()> {
             );
         }
         RepoAction::SetTagMutability { name, tags, data } => {
-            let repo = open(&data)?.set_tag_policy(&name, &tags.policy()?).await?;
+            let repo = open(&data)
+                .await?
+                .set_tag_policy(&name, &tags.policy()?)
+                .await?;
             println!(
                 "repository {}: tags {}",
                 repo.name,
@@ -229,7 +245,7 @@ async fn repo(action: RepoAction) -> Result<()> {
             );
         }
         RepoAction::List { data } => {
-            let store = open(&data)?;
+            let store = open(&data).await?;
             let mut after: Option<String> = None;
             loop {
                 let page = store.list_repositories(after.as_deref(), 1000).await?;
@@ -253,7 +269,7 @@ async fn repo(action: RepoAction) -> Result<()> {
             }
         }
         RepoAction::Delete { name, force, data } => {
-            open(&data)?.delete_repository(&name, force).await?;
+            open(&data).await?.delete_repository(&name, force).await?;
             println!("deleted repository {name}");
         }
     }

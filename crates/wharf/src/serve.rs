@@ -3,11 +3,10 @@
 use crate::config::{ServeArgs, Settings};
 use anyhow::{Context, Result};
 use std::io::Write;
-use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use wharf_blob::FsBlobStore;
-use wharf_meta::SqliteStore;
+use wharf_meta::JobStore;
 use wharf_registry::Registry;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -15,12 +14,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often pull times are written to the database.
 const PULL_FLUSH: Duration = Duration::from_secs(5);
 
-/// Opens the SQLite metadata database of a data directory.
-pub fn open_metadata(data_dir: &Path) -> Result<SqliteStore> {
-    let path = data_dir.join("metadata.db");
-    SqliteStore::open(&path)
-        .with_context(|| format!("opening metadata database {}", path.display()))
-}
+/// The named lease under which one replica at a time expires upload sessions.
+const UPLOAD_EXPIRY_LEASE: &str = "upload-expiry";
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -33,11 +28,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let settings = Settings::resolve(args)?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
-    let meta = Arc::new(open_metadata(&settings.data_dir)?);
-    let blobs = Arc::new(
-        FsBlobStore::open(&settings.data_dir)
-            .with_context(|| format!("opening blob store in {}", settings.data_dir.display()))?,
-    );
+    let stores = crate::stores::open_metadata(&settings.metadata).await?;
+    let meta = stores.meta.clone();
+    let blobs = crate::stores::open_blobs(&settings.blobs).await?;
     let bootstrap = wharf_ecr::bootstrap::ensure_admin(
         meta.as_ref(),
         &settings.account_id,
@@ -46,7 +39,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     .await
     .context("setting up the administrator access key")?;
     wharf_iam::bootstrap_admin(
-        meta.as_ref(),
+        stores.iam.as_ref(),
         &settings.account_id,
         wharf_access::BOOTSTRAP_ADMIN,
     )
@@ -55,7 +48,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let authority = Arc::new(
         wharf_access::Authority::new(
             meta.clone(),
-            meta.clone(),
+            stores.iam.clone(),
             wharf_access::AccessConfig {
                 region: settings.region.clone(),
                 default_account: settings.account_id.clone(),
@@ -66,7 +59,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .context("setting up authentication")?,
     );
-    let iam_store: Arc<dyn wharf_meta::IamStore> = meta.clone();
+    let iam_store = stores.iam.clone();
     let registry = Registry::new(
         meta.clone(),
         blobs.clone(),
@@ -84,7 +77,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "http"
     };
     let iam = wharf_iam::IamApi::new(
-        meta.clone(),
+        stores.iam.clone(),
         meta.clone(),
         Arc::new(crate::api::IamGuard(authority.clone())),
         wharf_iam::IamConfig {
@@ -94,6 +87,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     .with_managed_documents(Arc::new(|arn: &str| {
         wharf_policy::managed::by_arn(arn).map(|m| m.document.to_string())
     }));
+    let draining = Arc::new(AtomicBool::new(false));
+    let health = crate::health::Health {
+        meta: meta.clone(),
+        blobs: blobs.clone(),
+        draining: draining.clone(),
+    };
     let ecr = wharf_ecr::EcrApi::new(
         meta,
         blobs,
@@ -111,14 +110,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             ecr,
             iam,
             authority,
-        }));
+        }))
+        .merge(crate::health::router(health));
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "wharf listening on {scheme}://{addr}")?;
         writeln!(
             out,
-            "  data: {} (SQLite metadata, filesystem blobs); create-on-push: {}",
-            settings.data_dir.display(),
+            "  metadata: {}; blobs: {}; create-on-push: {}",
+            settings.metadata.describe(),
+            settings.blobs.describe(),
             if settings.registry.create_on_push {
                 "on"
             } else {
@@ -180,6 +181,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let janitor = tokio::spawn(expire_loop(
         registry.clone(),
+        stores.jobs.clone(),
         settings.registry.upload_timeout,
     ));
     let pull_recorder = tokio::spawn(pull_loop(registry.clone(), iam_store));
@@ -200,6 +202,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
+    draining.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
     janitor.abort();
     pull_recorder.abort();
@@ -241,18 +244,49 @@ async fn wait_stop(mut rx: tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Expires idle upload sessions, checking a few times per timeout period (at most
-/// once a second, at least once a minute).
-async fn expire_loop(registry: Registry, timeout: Duration) {
+/// once a second, at least once a minute). Replicas sharing a database take turns
+/// under a named lease, so each round runs once, on one of them.
+async fn expire_loop(registry: Registry, jobs: Arc<dyn JobStore>, timeout: Duration) {
     let period = (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let holder = replica_id();
+    let lease_ms = (2 * period).as_millis() as i64;
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
+        match jobs
+            .acquire_lease(
+                UPLOAD_EXPIRY_LEASE,
+                &holder,
+                wharf_meta::now_millis(),
+                lease_ms,
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!("taking the upload-expiry lease failed: {e}");
+                continue;
+            }
+        }
         match registry.expire_uploads().await {
             Ok(0) => {}
             Ok(n) => tracing::info!("discarded {n} expired upload(s)"),
             Err(e) => tracing::warn!("expiring uploads failed: {}", e.message),
         }
     }
+}
+
+/// This process's name among replicas: host, process id and a random part.
+fn replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "wharf".to_string());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        wharf_auth::ids::new_id("R")
+    )
 }
 
 async fn shutdown_signal() {

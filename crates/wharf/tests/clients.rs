@@ -1153,7 +1153,7 @@ fn docker_load_push_pull() {
 #[test]
 fn skopeo_push_needs_repo_without_create_on_push() {
     let reg = Registry::wharf(&["--no-create-on-push"]);
-    let data_dir = reg.server.as_ref().unwrap().data_dir.clone();
+    let server = reg.server.as_ref().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let env = ClientEnv::new(&tmp.path().join("client"), &reg.host);
     let fx = Fixture::build(&tmp.path().join("src"));
@@ -1168,12 +1168,8 @@ fn skopeo_push_needs_repo_without_create_on_push() {
     assert_mentions(&err, &["name unknown"]);
 
     // Created with the CLI while the server runs: the push goes through.
-    ok(Command::new(common::wharf_bin())
-        .args(["repo", "create", repo, "--data-dir"])
-        .arg(&data_dir));
-    let list = ok(Command::new(common::wharf_bin())
-        .args(["repo", "list", "--data-dir"])
-        .arg(&data_dir));
+    ok(server.command().args(["repo", "create", repo]));
+    let list = ok(server.command().args(["repo", "list"]));
     assert!(list.lines().any(|l| l.contains(repo)), "{list}");
     env.push(&fx.dir, "v1", &reg.docker_ref(repo, "v1"), false);
     env.assert_manifest(&reg.docker_ref(repo, "v1"), &fx.v1.manifest);

@@ -6,11 +6,8 @@ mod common;
 use std::process::Command;
 use wharf_oci::Algorithm;
 
-fn wharf(args: &[&str]) -> String {
-    let out = Command::new(common::wharf_bin())
-        .args(args)
-        .output()
-        .unwrap();
+fn wharf(srv: &common::Server, args: &[&str]) -> String {
+    let out = srv.command().args(args).output().unwrap();
     assert!(
         out.status.success(),
         "wharf {args:?}: {}",
@@ -39,21 +36,21 @@ async fn put(client: &reqwest::Client, url: &str, body: &str) -> (u16, String) {
 #[tokio::test]
 async fn immutable_tags_are_refused_with_the_reason() {
     let srv = common::Server::start_with(&["--no-create-on-push"]);
-    let data = srv.data_dir.to_str().unwrap().to_string();
-    wharf(&[
-        "repo",
-        "create",
-        "locked/app",
-        "--tag-mutability",
-        "IMMUTABLE_WITH_EXCLUSION",
-        "--exclusion-filter",
-        "latest",
-        "--exclusion-filter",
-        "dev-*",
-        "--data-dir",
-        &data,
-    ]);
-    let list = wharf(&["repo", "list", "--data-dir", &data]);
+    wharf(
+        &srv,
+        &[
+            "repo",
+            "create",
+            "locked/app",
+            "--tag-mutability",
+            "IMMUTABLE_WITH_EXCLUSION",
+            "--exclusion-filter",
+            "latest",
+            "--exclusion-filter",
+            "dev-*",
+        ],
+    );
+    let list = wharf(&srv, &["repo", "list"]);
     assert!(
         list.contains("locked/app\tIMMUTABLE_WITH_EXCLUSION except latest,dev-*"),
         "{list}"
@@ -146,15 +143,16 @@ async fn immutable_tags_are_refused_with_the_reason() {
     assert!(err.contains("tag invalid") && err.contains("v1"), "{err}");
 
     // Made mutable, the tag moves.
-    wharf(&[
-        "repo",
-        "set-tag-mutability",
-        "locked/app",
-        "--tag-mutability",
-        "MUTABLE",
-        "--data-dir",
-        &data,
-    ]);
+    wharf(
+        &srv,
+        &[
+            "repo",
+            "set-tag-mutability",
+            "locked/app",
+            "--tag-mutability",
+            "MUTABLE",
+        ],
+    );
     assert_eq!(put(&client, &at("v1"), &b).await.0, 201);
     let r = client.get(at("v1")).send().await.unwrap();
     assert_eq!(

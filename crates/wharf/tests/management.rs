@@ -10,7 +10,7 @@ mod oci;
 
 use oci::{mt, random_bytes, sha256, Image, Reg};
 use reqwest::Method;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn start() -> (common::Server, Reg) {
     let srv = common::Server::start();
@@ -20,12 +20,9 @@ fn start() -> (common::Server, Reg) {
 
 /// Runs `wharf repo <args> --data-dir <dir>`.
 fn wharf_repo(srv: &common::Server, args: &[&str]) -> Output {
-    Command::new(common::wharf_bin())
+    srv.command()
         .arg("repo")
         .args(args)
-        .arg("--data-dir")
-        .arg(&srv.data_dir)
-        .env_remove("WHARF_DATA_DIR")
         .output()
         .expect("run wharf repo")
 }

@@ -235,9 +235,9 @@ fn registry_domain_names_registries_the_ecr_way() {
 #[test]
 fn a_lost_administrator_key_is_replaced_from_the_data_directory() {
     let srv = common::Server::start();
-    let out = std::process::Command::new(common::wharf_bin())
-        .args(["account", "reset-admin-key", "--data-dir"])
-        .arg(&srv.data_dir)
+    let out = srv
+        .command()
+        .args(["account", "reset-admin-key"])
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout).to_string();

@@ -1,4 +1,8 @@
 //! Test harness: runs the real `wharf` binary on a free loopback port.
+//!
+//! Servers store into SQLite and the filesystem in a temporary data directory, or,
+//! when `WHARF_TEST_ENGINES=postgres-s3`, into a fresh PostgreSQL database and a fresh
+//! S3 bucket (from `wharf-testenv`): the same tests then run on the scale-out engines.
 #![allow(dead_code)]
 
 use base64::Engine as _;
@@ -30,6 +34,78 @@ pub fn auth_json(host: &str) -> String {
     format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#)
 }
 
+/// The engines a test server stores into (beside its data directory).
+#[derive(Clone, Debug, Default)]
+pub struct Engines {
+    /// `--metadata`: a PostgreSQL URL; `None` for SQLite in the data directory.
+    pub metadata: Option<String>,
+    /// `--blobs`: an `s3://` URL; `None` for the data directory.
+    pub blobs: Option<String>,
+    /// Environment the server needs (the S3 credentials).
+    pub env: Vec<(String, String)>,
+}
+
+impl Engines {
+    /// SQLite and the filesystem in the data directory.
+    pub fn local() -> Engines {
+        Engines::default()
+    }
+
+    /// A fresh PostgreSQL database and a fresh S3 bucket.
+    pub fn shared() -> Engines {
+        // On a thread of its own: callers may be inside an async test's runtime.
+        let (db, bucket) = std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                (
+                    wharf_testenv::postgres::database().await,
+                    wharf_testenv::s3::bucket().await,
+                )
+            })
+        })
+        .join()
+        .expect("test engines");
+        Engines {
+            metadata: Some(db),
+            blobs: Some(bucket.url()),
+            env: vec![
+                ("AWS_ACCESS_KEY_ID".into(), bucket.access_key.clone()),
+                ("AWS_SECRET_ACCESS_KEY".into(), bucket.secret_key.clone()),
+                ("AWS_REGION".into(), bucket.region.clone()),
+            ],
+        }
+    }
+
+    /// What `WHARF_TEST_ENGINES` names: `postgres-s3`, or local (unset or `local`).
+    pub fn from_env() -> Engines {
+        match std::env::var("WHARF_TEST_ENGINES").as_deref() {
+            Ok("postgres-s3") => Engines::shared(),
+            Ok("") | Ok("local") | Err(_) => Engines::local(),
+            Ok(other) => panic!("WHARF_TEST_ENGINES={other:?}: expected local or postgres-s3"),
+        }
+    }
+
+    /// Whether these are PostgreSQL and S3.
+    pub fn is_shared(&self) -> bool {
+        self.metadata.is_some()
+    }
+
+    /// The `serve` flags naming them.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(m) = &self.metadata {
+            args.extend(["--metadata".to_string(), m.clone()]);
+        }
+        if let Some(b) = &self.blobs {
+            args.extend(["--blobs".to_string(), b.clone()]);
+        }
+        args
+    }
+}
+
 /// A running `wharf serve` process.
 pub struct Server {
     /// `http://127.0.0.1:PORT`
@@ -38,6 +114,8 @@ pub struct Server {
     pub host: String,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Its engines.
+    pub engines: Engines,
     extra_args: Vec<String>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
@@ -51,10 +129,15 @@ impl Server {
 
     /// Starts a server with extra `serve` arguments.
     pub fn start_with(args: &[&str]) -> Server {
+        Server::start_on(Engines::from_env(), args)
+    }
+
+    /// Starts a server on `engines` with extra `serve` arguments.
+    pub fn start_on(engines: Engines, args: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
         let extra: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, host) = spawn(&data_dir, "127.0.0.1:0", &extra);
+        let (child, host) = spawn(&data_dir, "127.0.0.1:0", &extra, &engines);
         let scheme = if extra.iter().any(|a| a == "--tls-cert") {
             "https"
         } else {
@@ -64,6 +147,7 @@ impl Server {
             url: format!("{scheme}://{host}"),
             host,
             data_dir,
+            engines,
             extra_args: extra,
             child: Some(child),
             _tmp: Some(tmp),
@@ -93,7 +177,7 @@ impl Server {
         self.kill9();
         let mut last = String::new();
         for _ in 0..50 {
-            match try_spawn(&self.data_dir, &self.host, &self.extra_args) {
+            match try_spawn(&self.data_dir, &self.host, &self.extra_args, &self.engines) {
                 Ok((child, host)) => {
                     assert_eq!(host, self.host);
                     self.child = Some(child);
@@ -112,6 +196,18 @@ impl Server {
     pub fn at(&self, path: &str) -> String {
         format!("{}{}", self.url, path)
     }
+
+    /// A `wharf` command (`repo`, `account`, ...) that works on this server's stores:
+    /// its data directory and metadata database are in the command's environment.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(wharf_bin());
+        c.env("WHARF_DATA_DIR", &self.data_dir);
+        match &self.engines.metadata {
+            Some(m) => c.env("WHARF_METADATA", m),
+            None => c.env_remove("WHARF_METADATA"),
+        };
+        c
+    }
 }
 
 impl Drop for Server {
@@ -125,17 +221,25 @@ pub fn wharf_bin() -> &'static str {
     env!("CARGO_BIN_EXE_wharf")
 }
 
-fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, String) {
-    try_spawn(data_dir, listen, extra).unwrap_or_else(|e| panic!("wharf did not start: {e}"))
+fn spawn(data_dir: &Path, listen: &str, extra: &[String], engines: &Engines) -> (Child, String) {
+    try_spawn(data_dir, listen, extra, engines)
+        .unwrap_or_else(|e| panic!("wharf did not start: {e}"))
 }
 
-fn try_spawn(data_dir: &Path, listen: &str, extra: &[String]) -> Result<(Child, String), String> {
+fn try_spawn(
+    data_dir: &Path,
+    listen: &str,
+    extra: &[String],
+    engines: &Engines,
+) -> Result<(Child, String), String> {
     let mut child = Command::new(wharf_bin())
         .arg("serve")
         .arg("--listen")
         .arg(listen)
         .arg("--data-dir")
         .arg(data_dir)
+        .args(engines.args())
+        .envs(engines.env.iter().map(|(k, v)| (k, v)))
         .args(extra)
         .args(if extra.iter().any(|a| a == "--admin-access-key-id") {
             Vec::new()
@@ -248,9 +352,9 @@ pub fn aws_admin_err(srv: &Server, args: &[&str]) -> String {
 /// Creates account `id` in `srv`'s data directory; returns its administrator's key
 /// id and secret.
 pub fn create_account(srv: &Server, id: &str) -> (String, String) {
-    let out = Command::new(wharf_bin())
-        .args(["account", "create", "--account-id", id, "--data-dir"])
-        .arg(&srv.data_dir)
+    let out = srv
+        .command()
+        .args(["account", "create", "--account-id", id])
         .output()
         .expect("wharf runs");
     let printed = String::from_utf8_lossy(&out.stdout).to_string();
