@@ -15,6 +15,8 @@ Environment:
   BENCH_WRK_SECONDS  wrk duration (default 10)
   BENCH_DIR          work directory (default: a new temporary directory, removed at the end)
   BENCH_KEEP=1       keep the work directory
+  BENCH_SHARED=0     skip the PostgreSQL + S3 runs (on by default when bench/run.sh
+                     started the engines: WHARF_TEST_POSTGRES, WHARF_TEST_S3)
 """
 
 import gzip
@@ -122,14 +124,38 @@ class Server:
                 self.proc.wait()
 
 
-def start_wharf(work):
-    data = os.path.join(work, "wharf-data")
+def shared_engines():
+    """A fresh PostgreSQL database and S3 bucket on the engines bench/run.sh started, as
+    (serve arguments, environment), or None when they are not there."""
+    pg, s3 = os.environ.get("WHARF_TEST_POSTGRES"), os.environ.get("WHARF_TEST_S3")
+    if os.environ.get("BENCH_SHARED") == "0" or not pg or not s3:
+        return None
+    name = f"wbench{os.getpid()}"
+    subprocess.run(["psql", pg, "-qc", f"CREATE DATABASE {name}"], check=True)
+    db = pg.rsplit("/", 1)[0] + "/" + name
+    creds = {
+        "AWS_ACCESS_KEY_ID": os.environ["WHARF_TEST_S3_ACCESS_KEY"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["WHARF_TEST_S3_SECRET_KEY"],
+        "AWS_REGION": "us-east-1",
+    }
+    subprocess.run(
+        ["aws", "s3api", "create-bucket", "--bucket", name, "--endpoint-url", s3],
+        check=True, capture_output=True, env=dict(os.environ, **creds),
+    )
+    blobs = f"s3://{name}?endpoint={s3}&region=us-east-1"
+    return ["--metadata", db, "--blobs", blobs], creds
+
+
+def start_wharf(work, name="Wharf", engines=None):
+    data = os.path.join(work, "wharf-data-" + name.replace(" ", "-"))
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+    args, extra_env = engines or ([], {})
+    env.update(extra_env)
     proc = subprocess.Popen(
         [
             os.environ["WHARF_BIN"], "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
             "--admin-access-key-id", BENCH_KEY, "--admin-secret-access-key", BENCH_SECRET,
-        ],
+        ] + args,
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         env=env,
@@ -150,7 +176,7 @@ def start_wharf(work):
         raise RuntimeError("wharf did not print its address in 30s")
     # keep draining stdout
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    srv = Server("Wharf", proc, host)
+    srv = Server(name, proc, host)
     wait_http(srv.url + "/v2/")
     return srv
 
@@ -507,8 +533,14 @@ def main():
         write_random(blob, size)
 
         servers.append(start_wharf(work))
+        shared = shared_engines()
+        replica2 = None
+        if shared:
+            servers.append(start_wharf(work, SHARED, shared))
+            replica2 = start_wharf(work, SHARED + " #2", shared)
         with open(os.path.join(work, "auth.json"), "w") as f:
-            f.write(json.dumps({"auths": {servers[-1].host: {"auth": BASIC.split()[1]}}}))
+            auths = {s.host: {"auth": BASIC.split()[1]} for s in servers}
+            f.write(json.dumps({"auths": auths}))
         servers.append(start_distribution(work))
         statics.append(start_static(work, "busybox", blob_dir))
         statics.append(start_static(work, "python", blob_dir))
@@ -635,16 +667,41 @@ def main():
                 results[("manifest GET p99", s.name)] = p99
             except Exception as e:  # noqa: BLE001
                 errors.append(f"{s.name}: wrk: {e}")
+        # --- the same, through two replicas on one database and bucket at once
+        if replica2 is not None:
+            log(f"{SHARED}: wrk GET manifest through two replicas at once ({WRK_SECONDS}s, 2 x 64 connections)")
+            first = next(s for s in servers if s.name == SHARED)
+            url = f"/v2/bench/image/manifests/{tags[0]}"
+            outs = [None, None]
+
+            def one(i, srv):
+                try:
+                    outs[i] = run_wrk(srv.url + url)
+                except Exception as e:  # noqa: BLE001
+                    errors.append(f"{srv.name}: wrk: {e}")
+
+            threads = [threading.Thread(target=one, args=(i, srv)) for i, srv in enumerate([first, replica2])]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if all(outs):
+                results[("manifest GET req/s, 2 replicas", SHARED)] = outs[0][0] + outs[1][0]
         for s in servers:
             results[("VmHWM at end", s.name)] = s.status("VmHWM") / 1024
 
     finally:
+        if replica2 is not None:
+            replica2.stop()
         for s in servers + statics:
             s.stop()
         if not keep and not os.environ.get("BENCH_DIR"):
             shutil.rmtree(work, ignore_errors=True)
 
     report(results, size)
+
+
+SHARED = "Wharf PG+S3"
 
 
 def report(results, size):
@@ -661,10 +718,12 @@ def report(results, size):
     def row(label, metric, unit, fmt, higher_better, conv=lambda x: x, extra=None):
         w = get(metric, "Wharf")
         d = get(metric, "Distribution")
+        p = get(metric, SHARED)
         w = None if w is None else conv(w)
         d = None if d is None else conv(d)
+        p = None if p is None else conv(p)
         ratio = None if (w is None or d in (None, 0)) else w / d
-        rows.append((label, unit, w, d, ratio, fmt, higher_better, extra))
+        rows.append((label, unit, w, d, ratio, fmt, higher_better, p))
 
     size_label = f"{gib:g} GiB" if gib >= 1 else f"{size // MIB} MiB"
     row(f"push {size_label} blob, monolithic (POST, PUT)", "push 1 GiB monolithic", "s", "{:.2f}", False)
@@ -678,28 +737,36 @@ def report(results, size):
     row("skopeo copy registry -> oci:", "skopeo pull image", "s", "{:.2f}", False)
     row("GET manifest by tag, 64 conns (wrk)", "manifest GET req/s", "req/s", "{:.0f}", True)
     row("  p99 latency", "manifest GET p99", "ms", "{:.2f}", False)
+    row("GET manifest, two replicas at once (2 x wrk)", "manifest GET req/s, 2 replicas", "req/s", "{:.0f}", True)
     row(f"peak RSS during monolithic {size_label} push", "peak RSS monolithic", "MiB", "{:.1f}", False)
     row(f"peak RSS during chunked {size_label} push", "peak RSS chunked", "MiB", "{:.1f}", False)
     row("VmHWM (lifetime peak RSS) at the end", "VmHWM at end", "MiB", "{:.1f}", False)
 
     def cell(v, fmt):
-        return "error" if v is None else fmt.format(v)
+        return "-" if v is None else fmt.format(v)
 
     ver = subprocess.run(["docker-registry", "--version"], capture_output=True, text=True).stdout.strip()
     print()
     print(f"Wharf vs CNCF Distribution ({ver.split()[-1] if ver else '?'}), loopback, {os.cpu_count()} cores, "
           f"median of {REPS}")
     w0 = max(len(r[0]) for r in rows)
+    show_shared = any(r[7] is not None for r in rows)
     header = f"{'':{w0}}  {'unit':>5}  {'Wharf':>10}  {'Distribution':>12}  {'Wharf/Dist':>10}"
+    if show_shared:
+        header += f"  {SHARED:>12}  {'PG+S3/Dist':>10}"
     print(header)
     print("-" * len(header))
-    for label, unit, w, d, ratio, fmt, hb, _ in rows:
+    for label, unit, w, d, ratio, fmt, hb, p in rows:
         mark = ""
         if ratio is not None:
             better = ratio > 1 if hb else ratio < 1
             mark = " (better)" if better and abs(ratio - 1) > 0.05 else (" (worse)" if abs(ratio - 1) > 0.05 else "")
         rtxt = "-" if ratio is None else f"{ratio:.2f}x"
-        print(f"{label:{w0}}  {unit:>5}  {cell(w, fmt):>10}  {cell(d, fmt):>12}  {rtxt:>10}{mark}")
+        line = f"{label:{w0}}  {unit:>5}  {cell(w, fmt):>10}  {cell(d, fmt):>12}  {rtxt:>10}"
+        if show_shared:
+            pr = "-" if (p is None or d in (None, 0)) else f"{p / d:.2f}x"
+            line += f"  {cell(p, fmt):>12}  {pr:>10}"
+        print(line + mark)
     print()
     for name, label in [("busybox", "busybox httpd"), ("python", "python3 -m http.server")]:
         t = get("pull 1 GiB", name)

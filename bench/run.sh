@@ -7,7 +7,9 @@
 #   bash bench/run.sh
 #   BENCH_REPS=1 BENCH_BLOB_MIB=256 bash bench/run.sh      # quicker
 #
-# See bench/bench.py for the knobs (BENCH_* environment variables).
+# With the engines of scripts/testenv.sh it also runs Wharf on PostgreSQL + S3
+# (one replica, and two for the manifest load). See bench/bench.py for the knobs
+# (BENCH_* environment variables).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,4 +21,11 @@ echo "bench: building wharf (release)" >&2
 cargo build --release --quiet -p wharf --manifest-path "$repo/Cargo.toml" --target-dir "$target_dir"
 
 export WHARF_BIN="$target_dir/release/wharf"
-exec python3 "$repo/bench/bench.py"
+export PATH="$HOME/.cargo/bin:$PATH"
+# PostgreSQL and S3 (s3s-fs) for the scale-out columns (BENCH_SHARED=0 skips them).
+if [ "${BENCH_SHARED:-1}" != 0 ]; then
+  source "$repo/scripts/testenv.sh"
+  trap testenv_stop EXIT
+  testenv_start
+fi
+python3 "$repo/bench/bench.py"
