@@ -305,3 +305,106 @@ async fn both_replicas_report_ready() {
         assert_eq!(body["blobs"], "ok", "{body}");
     }
 }
+
+/// `/readyz` names the engine a replica cannot reach, with 503, while `/healthz` still
+/// answers: here the database goes away under a running replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_names_the_engine_that_fails() {
+    let engines = Engines::shared();
+    let db_url = engines.metadata.clone().expect("a database");
+    let srv = Server::start_on(engines, &[]);
+    let client = reqwest::Client::new();
+    let ready = client.get(srv.at("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    // Drop the database (and its connections) from the cluster's maintenance database.
+    let (cluster, name) = db_url
+        .rsplit_once('/')
+        .expect("URL ends in the database name");
+    let out = std::process::Command::new("psql")
+        .arg(format!("{cluster}/postgres"))
+        .args(["-qc", &format!("DROP DATABASE {name} WITH (FORCE)")])
+        .output()
+        .expect("psql runs (Debian's postgresql)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ready = client.get(srv.at("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert_eq!(body["blobs"], "ok", "{body}");
+    let why = body["metadata"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("error: ") && why.contains("database"),
+        "{body}"
+    );
+    let live = client.get(srv.at("/healthz")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+}
+
+/// With `redirect=true` on the bucket, blob GETs answer 307 to a presigned URL of the
+/// bucket (which serves the bytes, ranges too) and GetDownloadUrlForLayer hands out
+/// such a URL, as ECR does with S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn downloads_can_be_redirected_to_the_bucket() {
+    let mut engines = Engines::shared();
+    let blobs = engines.blobs.take().expect("a bucket");
+    engines.blobs = Some(format!("{blobs}&redirect=true"));
+    let srv = Server::start_on(engines, &[]);
+    let reg = Reg::new(&srv.url);
+    let data = random_bytes(200_000);
+    let digest = reg.push_blob("redir/app", &data).await;
+
+    let r = reg.get(&format!("/v2/redir/app/blobs/{digest}")).await;
+    r.expect(307);
+    r.assert_header("docker-content-digest", &digest);
+    let location = r.must_header("location");
+    assert!(
+        !location.starts_with(&srv.url),
+        "the redirect stays on the registry: {location}"
+    );
+    let plain = reqwest::Client::new();
+    let direct = plain.get(&location).send().await.unwrap();
+    assert_eq!(direct.status(), 200);
+    assert_eq!(&direct.bytes().await.unwrap()[..], &data[..]);
+    let ranged = plain
+        .get(&location)
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(&ranged.bytes().await.unwrap()[..], &data[1000..2000]);
+    // HEAD is answered by the registry itself.
+    let h = reg.head(&format!("/v2/redir/app/blobs/{digest}")).await;
+    h.expect(200);
+    h.assert_header("content-length", &data.len().to_string());
+    // A blob the repository does not hold is still 404, not a redirect.
+    reg.get(&format!("/v2/redir/app/blobs/{}", sha256(b"absent")))
+        .await
+        .expect_error(404, "BLOB_UNKNOWN");
+
+    let url = common::aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "get-download-url-for-layer",
+            "--repository-name",
+            "redir/app",
+            "--layer-digest",
+            &digest,
+        ],
+    );
+    let download = url["downloadUrl"]
+        .as_str()
+        .expect("downloadUrl")
+        .to_string();
+    assert!(!download.starts_with(&srv.url), "{download}");
+    let fetched = plain.get(&download).send().await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(&fetched.bytes().await.unwrap()[..], &data[..]);
+}
