@@ -614,6 +614,22 @@ def main():
         for st in statics:
             log(f"{st.name} httpd: pull 1 GiB")
             record("pull 1 GiB", st.name, lambda: pull_times(f"{st.url}/blob.bin", size))
+        shared_srv = next((s for s in servers if s.name == SHARED), None)
+        if shared_srv is not None:
+            # The S3 server's own speed: the same blob straight from the bucket.
+            try:
+                hexd = last_digest.split(":", 1)[1]
+                bucket = shared[0][3].split("?")[0][len("s3://"):]
+                endpoint = os.environ["WHARF_TEST_S3"]
+                presigned = subprocess.run(
+                    ["aws", "s3", "presign", f"s3://{bucket}/blobs/sha256/{hexd[:2]}/{hexd}",
+                     "--endpoint-url", endpoint],
+                    check=True, capture_output=True, text=True, env=dict(os.environ, **shared[1]),
+                ).stdout.strip()
+                log("S3 server: pull 1 GiB straight from the bucket")
+                record("pull 1 GiB", "s3", lambda: pull_times(presigned, size))
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"S3 server direct pull: {e}")
         for st in statics:
             st.stop()
 
@@ -751,7 +767,7 @@ def report(results, size):
           f"median of {REPS}")
     w0 = max(len(r[0]) for r in rows)
     show_shared = any(r[7] is not None for r in rows)
-    header = f"{'':{w0}}  {'unit':>5}  {'Wharf':>10}  {'Distribution':>12}  {'Wharf/Dist':>10}"
+    header = f"{'':{w0}}  {'unit':>5}  {'Wharf':>10}  {'Distribution':>12}  {'Wharf/Dist':>19}"
     if show_shared:
         header += f"  {SHARED:>12}  {'PG+S3/Dist':>10}"
     print(header)
@@ -762,13 +778,14 @@ def report(results, size):
             better = ratio > 1 if hb else ratio < 1
             mark = " (better)" if better and abs(ratio - 1) > 0.05 else (" (worse)" if abs(ratio - 1) > 0.05 else "")
         rtxt = "-" if ratio is None else f"{ratio:.2f}x"
-        line = f"{label:{w0}}  {unit:>5}  {cell(w, fmt):>10}  {cell(d, fmt):>12}  {rtxt:>10}"
+        line = f"{label:{w0}}  {unit:>5}  {cell(w, fmt):>10}  {cell(d, fmt):>12}  {rtxt + mark:>19}"
         if show_shared:
             pr = "-" if (p is None or d in (None, 0)) else f"{p / d:.2f}x"
             line += f"  {cell(p, fmt):>12}  {pr:>10}"
-        print(line + mark)
+        print(line)
     print()
-    for name, label in [("busybox", "busybox httpd"), ("python", "python3 -m http.server")]:
+    for name, label in [("busybox", "busybox httpd"), ("python", "python3 -m http.server"),
+                        ("s3", "the S3 server (s3s-fs) directly, presigned GET")]:
         t = get("pull 1 GiB", name)
         if t is not None:
             print(f"reference: pull of the same {size_label} file from {label}: {t:.2f} s = {mibs(t):.0f} MiB/s")
