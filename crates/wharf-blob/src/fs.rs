@@ -19,6 +19,21 @@
 //! (restart, another process appended), it is rebuilt by reading the staged file.
 //! Appends, commits and aborts of one upload are serialized by an in-process lock and by
 //! an exclusive `flock` on the staged file, so several processes may share a root.
+//!
+//! # Encryption at rest
+//!
+//! A store opened with [`FsBlobStore::open_encrypted`] encrypts every new upload with
+//! its own data key (`wharf_crypt` records of 64 KiB, AES-256-GCM). The staged file and
+//! the blob hold only records; the envelope (the data key wrapped under the keyring's
+//! current key) lives beside them as `uploads/<id>.envelope` and
+//! `blobs/<alg>/<2 hex>/<hex>.envelope`, and the sealed partial segment of a staged
+//! upload as `uploads/<id>.tail`. The batches of an append are encrypted on the writing
+//! worker's thread while the hashing worker hashes the plaintext; reads decrypt on the
+//! thread that reads. Blobs and uploads without an envelope, from before encryption was
+//! enabled, are read and continued as plaintext. The files, the crash safety of appends
+//! and commits, and resumption are described in the `encrypted` module. A store opened
+//! with [`FsBlobStore::open`] knows nothing of envelopes: a root that holds encrypted
+//! blobs must always be opened with its keyring.
 
 use crate::{BlobError, BlobStore, ByteStream};
 use async_trait::async_trait;

@@ -702,6 +702,28 @@ async fn bench_1gib() {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            // A consumer at network speed (`BENCH_PULL_MBPS`, default 1250 = 10 Gbit/s).
+            let rate: f64 = std::env::var("BENCH_PULL_MBPS")
+                .map_or(1250e6, |r| r.parse::<f64>().unwrap() * 1e6);
+            let t = Instant::now();
+            let mut s = store.read(&digest, None).await.unwrap();
+            let (mut n, mut paced) = (0usize, 0usize);
+            while let Some(c) = s.next().await {
+                n += c.unwrap().len();
+                if n - paced >= 8 << 20 {
+                    paced = n;
+                    let due = std::time::Duration::from_secs_f64(n as f64 / rate);
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(t + due)).await;
+                }
+            }
+            assert_eq!(n, len);
+            println!(
+                "round {round} {}: read by a consumer at {:.0} MB/s: {:.3} s (the consumer alone: {:.3} s)",
+                if encrypted { "encrypted" } else { "plaintext" },
+                rate / 1e6,
+                t.elapsed().as_secs_f64(),
+                len as f64 / rate
+            );
             store.delete(&digest).await.unwrap();
         }
     }

@@ -50,6 +50,22 @@
 //! if either changed (restart, another process appended), the staged records are
 //! decrypted ([`Decryptor::staged`]) and rehashed.
 //!
+//! # Performance
+//!
+//! Appends encrypt on the writing worker's thread (one copy of each plaintext byte, into
+//! the record buffer, sealed in place) while the hashing worker hashes the plaintext.
+//! Reads fetch about 1 MiB of whole records per `pread` and open them in place in that
+//! buffer; the plaintext is handed out as slices of it (no further copy), from the same
+//! blocking thread, a few chunks ahead of the consumer. Measured on the 2-core build
+//! machine (release build, other jobs running, 1 GiB in the page cache): a full read
+//! drained as fast as possible took about 0.12–0.16 s in plaintext and 0.27–0.50 s
+//! encrypted (AES-GCM at 3–4 GB/s is most of it; decrypting on a second thread did not
+//! help on two busy cores); a consumer at 10 Gbit/s took 0.86 s for both. A 1 GiB upload
+//! in one append took about 2.2–2.9 s plaintext and 2.4–3.1 s encrypted (append and
+//! commit; the encrypted append fsyncs its records, so its commit is short). The
+//! envelope read and key unwrap per blob read did not show against the cost of a read
+//! of a 4 KiB blob (about 70–100 µs either way), so data keys are not cached.
+//!
 //! # Plaintext left from before encryption
 //!
 //! A blob without an envelope was written before encryption was enabled: it is read
@@ -746,6 +762,11 @@ pub(super) fn read_stream(file: File, mut dec: Decryptor, digest: Digest) -> Byt
             let _ = tx.blocking_send(Err(e));
         }
     });
+    pieces_stream(rx)
+}
+
+/// The stream of the pieces of plaintext sent by a reading task.
+fn pieces_stream(rx: tokio::sync::mpsc::Receiver<io::Result<Vec<Bytes>>>) -> ByteStream {
     let pieces: std::vec::IntoIter<Bytes> = Vec::new().into_iter();
     Box::pin(futures::stream::unfold(
         (rx, pieces),
