@@ -19,6 +19,21 @@
 //! (restart, another process appended), it is rebuilt by reading the staged file.
 //! Appends, commits and aborts of one upload are serialized by an in-process lock and by
 //! an exclusive `flock` on the staged file, so several processes may share a root.
+//!
+//! # Encryption at rest
+//!
+//! A store opened with [`FsBlobStore::open_encrypted`] encrypts every new upload with
+//! its own data key (`wharf_crypt` records of 64 KiB, AES-256-GCM). The staged file and
+//! the blob hold only records; the envelope (the data key wrapped under the keyring's
+//! current key) lives beside them as `uploads/<id>.envelope` and
+//! `blobs/<alg>/<2 hex>/<hex>.envelope`, and the sealed partial segment of a staged
+//! upload as `uploads/<id>.tail`. The batches of an append are encrypted on the writing
+//! worker's thread while the hashing worker hashes the plaintext; reads decrypt on the
+//! thread that reads. Blobs and uploads without an envelope, from before encryption was
+//! enabled, are read and continued as plaintext. The files, the crash safety of appends
+//! and commits, and resumption are described in the `encrypted` module. A store opened
+//! with [`FsBlobStore::open`] knows nothing of envelopes: a root that holds encrypted
+//! blobs must always be opened with its keyring.
 
 use crate::{BlobError, BlobStore, ByteStream};
 use async_trait::async_trait;
@@ -36,7 +51,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
+use wharf_crypt::Keyring;
 use wharf_oci::{Algorithm, Digest, Hasher};
+
+mod encrypted;
 
 /// Body bytes gathered before a batch is handed to the hashing and writing threads.
 const BATCH: usize = 1 << 20;
@@ -74,24 +92,31 @@ impl Stamp {
     }
 }
 
-/// In-memory sha256 state of one staged upload: the hash of its first `stamp.size`
-/// bytes, valid while the file still matches `stamp`.
+/// In-memory sha256 state of one staged upload, valid while the staging file still
+/// matches `stamp` (and, for an encrypted upload, its tail file `tail`): for a
+/// plaintext upload the hash of its first `stamp.size` bytes, for an encrypted one the
+/// hash of its staged plaintext.
 struct HashState {
     stamp: Stamp,
+    tail: Option<Stamp>,
     hasher: Hasher,
 }
 
 /// Per-upload lock guarding the upload's hash state (if known).
 type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
 
-/// A [`BlobStore`] keeping blobs and staged uploads in a local directory.
+/// A [`BlobStore`] keeping blobs and staged uploads in a local directory, optionally
+/// encrypted at rest ([`FsBlobStore::open_encrypted`]).
 pub struct FsBlobStore {
     root: PathBuf,
     uploads: Arc<Mutex<HashMap<String, Slot>>>,
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl FsBlobStore {
-    /// Opens (creating it if needed) a blob store rooted at `root`.
+    /// Opens (creating it if needed) a blob store rooted at `root`, without encryption.
+    /// A root that holds encrypted blobs must be opened with
+    /// [`FsBlobStore::open_encrypted`].
     pub fn open(root: &Path) -> io::Result<FsBlobStore> {
         fs::create_dir_all(root.join("uploads"))?;
         for alg in [Algorithm::Sha256, Algorithm::Sha512] {
@@ -112,7 +137,23 @@ impl FsBlobStore {
         Ok(FsBlobStore {
             root: root.to_path_buf(),
             uploads: Arc::new(Mutex::new(HashMap::new())),
+            keyring: None,
         })
+    }
+
+    /// Opens (creating it if needed) a blob store rooted at `root` that encrypts every
+    /// new upload at rest: a random data key per upload, wrapped under `keyring`'s
+    /// current key in an envelope stored beside the staging file and then beside the
+    /// blob (see the module documentation). Blobs and uploads without an envelope,
+    /// written before encryption was enabled, stay readable as plaintext.
+    pub fn open_encrypted(root: &Path, keyring: Arc<Keyring>) -> io::Result<FsBlobStore> {
+        let mut store = FsBlobStore::open(root)?;
+        store.keyring = Some(keyring);
+        Ok(store)
+    }
+
+    fn uploads_dir(&self) -> PathBuf {
+        self.root.join("uploads")
     }
 
     fn upload_path(&self, id: &str) -> PathBuf {
@@ -140,6 +181,43 @@ impl FsBlobStore {
         if map.get(id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             map.remove(id);
         }
+    }
+}
+
+impl FsBlobStore {
+    /// [`BlobStore::read`] of a store with a keyring: encrypted blobs are decrypted,
+    /// blobs without envelope read as they are.
+    async fn read_encrypted(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+        keyring: Arc<Keyring>,
+    ) -> Result<ByteStream, BlobError> {
+        let (path, owned) = (self.blob_path(digest), digest.clone());
+        let opened =
+            tokio::task::spawn_blocking(move || encrypted::open_blob(&path, &owned, &keyring))
+                .await
+                .map_err(join_error)??;
+        let Some(blob) = opened else {
+            return Err(BlobError::BlobUnknown(digest.clone()));
+        };
+        let Some(key) = blob.key else {
+            let size = blob.len;
+            let (start, end) = match range {
+                None => (0, size),
+                Some(r) if r.start < r.end && r.end <= size => (r.start, r.end),
+                Some(r) => {
+                    return Err(BlobError::RangeNotSatisfiable {
+                        start: r.start,
+                        end: r.end,
+                        size,
+                    })
+                }
+            };
+            return Ok(read_stream(blob.file, start, end));
+        };
+        let dec = encrypted::decryptor(&key, digest, blob.len, range)?;
+        Ok(encrypted::read_stream(blob.file, dec, digest.clone()))
     }
 }
 
@@ -253,7 +331,11 @@ fn hash_state(file: &File, meta: &Metadata, state: Option<HashState>) -> io::Res
     }
     let mut hasher = Algorithm::Sha256.hasher();
     hash_range(file, &mut hasher, 0, stamp.size)?;
-    Ok(HashState { stamp, hasher })
+    Ok(HashState {
+        stamp,
+        tail: None,
+        hasher,
+    })
 }
 
 /// Writes all of `bufs` to `file` with vectored writes.
@@ -447,43 +529,76 @@ fn hash_step(h: &mut Hasher, batch: &[Bytes]) -> io::Result<()> {
     Ok(())
 }
 
+/// What an append found under the upload's lock.
+enum Opened {
+    /// A plaintext upload.
+    Plain(File, HashState),
+    /// An encrypted upload, its writer and the hash state of its staged plaintext.
+    Encrypted(Box<encrypted::EncWriter>, Stamp, Option<Stamp>, Hasher),
+}
+
 /// The body of [`FsBlobStore::append_upload`], run as its own task so that it completes
 /// (and leaves lock and hash state consistent) even if the caller stops waiting.
 async fn append_task(
-    path: PathBuf,
+    dir: PathBuf,
     id: String,
     offset: u64,
-    mut data: ByteStream,
+    data: ByteStream,
     slot: Slot,
+    keyring: Option<Arc<Keyring>>,
 ) -> Result<u64, BlobError> {
     let guard = slot.lock_owned().await;
-    let (file, state, mut guard) = {
-        let id = id.clone();
+    let (opened, guard) = {
+        let (id, dir) = (id.clone(), dir.clone());
         tokio::task::spawn_blocking(move || {
             let mut guard = guard;
-            let (file, meta) = open_staged(&path, &id, true)?;
-            let size = meta.len();
-            if size != offset {
+            let (file, meta) = open_staged(&dir.join(&id), &id, true)?;
+            let staged = match &keyring {
+                Some(keyring) => encrypted::load(&dir, &id, &file, keyring)?,
+                None => None,
+            };
+            let Some(st) = staged else {
+                let size = meta.len();
+                if size != offset {
+                    return Err(BlobError::OffsetMismatch { id, offset, size });
+                }
+                let state = hash_state(&file, &meta, guard.take())?;
+                return Ok((Opened::Plain(file, state), guard));
+            };
+            if st.plain_len != offset {
+                let size = st.plain_len;
                 return Err(BlobError::OffsetMismatch { id, offset, size });
             }
-            let state = hash_state(&file, &meta, guard.take())?;
-            Ok((file, state, guard))
+            let state = encrypted::sha256_state(&file, &st, &id, guard.take())?;
+            let writer = encrypted::EncWriter::resume(file, &st, &id)?;
+            let opened = Opened::Encrypted(Box::new(writer), state.stamp, state.tail, state.hasher);
+            Ok((opened, guard))
         })
         .await
         .map_err(join_error)??
     };
+    match opened {
+        Opened::Plain(file, state) => append_plain(file, state, data, guard).await,
+        Opened::Encrypted(writer, stamp, tail, hasher) => {
+            append_encrypted(dir, *writer, stamp, tail, hasher, data, guard).await
+        }
+    }
+}
 
-    let HashState { stamp, hasher } = state;
-    let writer = Worker::new(
-        Writer {
-            file,
-            pos: stamp.size,
-            stamp,
-        },
-        write_step,
-    );
-    let hashing = Worker::new(hasher, hash_step);
-    let mut staged = stamp.size;
+/// The outcome of [`pump`]: bytes staged, and the body's and the workers' errors.
+struct Pumped {
+    staged: u64,
+    body_error: Option<io::Error>,
+    io_error: Option<io::Error>,
+}
+
+/// Streams `data` in batches to the writing and hashing workers.
+async fn pump<W: Send + 'static>(
+    mut data: ByteStream,
+    writer: &Worker<W>,
+    hashing: &Worker<Hasher>,
+    mut staged: u64,
+) -> Pumped {
     let mut batch: Vec<Bytes> = Vec::new();
     let mut batch_len = 0usize;
     let mut body_error = None;
@@ -520,6 +635,35 @@ async fn append_task(
             break;
         }
     }
+    Pumped {
+        staged,
+        body_error,
+        io_error,
+    }
+}
+
+/// Appends to a plaintext upload.
+async fn append_plain(
+    file: File,
+    state: HashState,
+    data: ByteStream,
+    mut guard: tokio::sync::OwnedMutexGuard<Option<HashState>>,
+) -> Result<u64, BlobError> {
+    let HashState { stamp, hasher, .. } = state;
+    let writer = Worker::new(
+        Writer {
+            file,
+            pos: stamp.size,
+            stamp,
+        },
+        write_step,
+    );
+    let hashing = Worker::new(hasher, hash_step);
+    let Pumped {
+        staged,
+        body_error,
+        io_error,
+    } = pump(data, &writer, &hashing, stamp.size).await;
     let (written, write_result) = writer.finish().await;
     let (hasher, hash_result) = hashing.finish().await;
     let result = write_result.and(hash_result);
@@ -531,10 +675,82 @@ async fn append_task(
     *guard = match (written, hasher) {
         (Some(w), Some(hasher)) if w.stamp.size == staged && w.pos == staged => Some(HashState {
             stamp: w.stamp,
+            tail: None,
             hasher,
         }),
         _ => None,
     };
+    match body_error {
+        Some(e) => Err(BlobError::Body(e)),
+        None => Ok(staged),
+    }
+}
+
+/// Appends to an encrypted upload: records are encrypted and written on the writer's
+/// thread while the plaintext is hashed on another; at the end the pending plaintext is
+/// sealed and published as the upload's new tail. If writing fails, nothing of this
+/// append is published (the upload stays as it was before it).
+async fn append_encrypted(
+    dir: PathBuf,
+    writer: encrypted::EncWriter,
+    stamp: Stamp,
+    tail: Option<Stamp>,
+    hasher: Hasher,
+    data: ByteStream,
+    mut guard: tokio::sync::OwnedMutexGuard<Option<HashState>>,
+) -> Result<u64, BlobError> {
+    let start = writer.plain_len();
+    let writer = Worker::new(writer, encrypted::encrypt_step);
+    let hashing = Worker::new(hasher, hash_step);
+    let Pumped {
+        staged,
+        body_error,
+        io_error,
+    } = pump(data, &writer, &hashing, start).await;
+    let (written, write_result) = writer.finish().await;
+    let (hasher, hash_result) = hashing.finish().await;
+    let result = write_result.and(hash_result);
+    if let Some(e) = io_error.or(result.err()) {
+        *guard = None;
+        return Err(BlobError::Io(e));
+    }
+    let (Some(mut w), Some(hasher)) = (written, hasher) else {
+        *guard = None;
+        return Err(BlobError::Io(io::Error::other(
+            "blob store worker lost its state",
+        )));
+    };
+    if w.plain_len() != staged {
+        *guard = None;
+        return Err(BlobError::Io(io::Error::other(format!(
+            "encrypted {} of {staged} bytes received",
+            w.plain_len()
+        ))));
+    }
+    if staged == start {
+        *guard = Some(HashState {
+            stamp,
+            tail,
+            hasher,
+        });
+    } else {
+        let published = tokio::task::spawn_blocking(move || encrypted::publish(&dir, &mut w))
+            .await
+            .map_err(join_error)?;
+        match published {
+            Ok((stamp, tail)) => {
+                *guard = Some(HashState {
+                    stamp,
+                    tail: Some(tail),
+                    hasher,
+                })
+            }
+            Err(e) => {
+                *guard = None;
+                return Err(BlobError::Io(e));
+            }
+        }
+    }
     match body_error {
         Some(e) => Err(BlobError::Body(e)),
         None => Ok(staged),
@@ -550,6 +766,15 @@ impl BlobStore for FsBlobStore {
                 format!("upload id {id:?} is not 1 to {MAX_ID_LEN} characters of A-Za-z0-9_-"),
             )));
         }
+        if let Some(keyring) = self.keyring.clone() {
+            let (dir, id_owned) = (self.uploads_dir(), id.to_string());
+            let state =
+                tokio::task::spawn_blocking(move || encrypted::start(&dir, &id_owned, &keyring))
+                    .await
+                    .map_err(join_error)??;
+            *self.slot(id).lock().await = Some(state);
+            return Ok(());
+        }
         let path = self.upload_path(id);
         let state = tokio::task::spawn_blocking(move || -> io::Result<HashState> {
             let file = OpenOptions::new()
@@ -558,6 +783,7 @@ impl BlobStore for FsBlobStore {
                 .open(&path)?;
             Ok(HashState {
                 stamp: Stamp::of(&file.metadata()?),
+                tail: None,
                 hasher: Algorithm::Sha256.hasher(),
             })
         })
@@ -578,11 +804,12 @@ impl BlobStore for FsBlobStore {
         }
         let slot = self.slot(id);
         let task = append_task(
-            self.upload_path(id),
+            self.uploads_dir(),
             id.to_string(),
             offset,
             data,
             slot.clone(),
+            self.keyring.clone(),
         );
         let result = tokio::spawn(task).await.map_err(join_error)?;
         if let Err(BlobError::UploadUnknown(_)) = result {
@@ -594,6 +821,22 @@ impl BlobStore for FsBlobStore {
     async fn upload_size(&self, id: &str) -> Result<u64, BlobError> {
         if !valid_id(id) {
             return Err(BlobError::UploadUnknown(id.to_string()));
+        }
+        if self.keyring.is_some() {
+            let (dir, id) = (self.uploads_dir(), id.to_string());
+            return tokio::task::spawn_blocking(move || {
+                let len = match fs::metadata(dir.join(&id)) {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Err(BlobError::UploadUnknown(id))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                // A staging file without envelope is a plaintext upload.
+                Ok(encrypted::upload_size(&dir, &id)?.unwrap_or(len))
+            })
+            .await
+            .map_err(join_error)?;
         }
         match tokio::fs::metadata(self.upload_path(id)).await {
             Ok(m) => Ok(m.len()),
@@ -613,8 +856,15 @@ impl BlobStore for FsBlobStore {
         let path = self.upload_path(id);
         let dest = self.blob_path(digest);
         let (id_owned, expected) = (id.to_string(), digest.clone());
+        let (dir, keyring) = (self.uploads_dir(), self.keyring.clone());
         let result = tokio::task::spawn_blocking(move || -> Result<u64, BlobError> {
-            let (file, meta) = open_staged(&path, &id_owned, false)?;
+            let (file, meta) = open_staged(&path, &id_owned, keyring.is_some())?;
+            if let Some(keyring) = &keyring {
+                if let Some(st) = encrypted::load(&dir, &id_owned, &file, keyring)? {
+                    let state = guard.take();
+                    return encrypted::commit(&dir, &id_owned, file, st, state, expected, &dest);
+                }
+            }
             let size = meta.len();
             let computed = match expected.algorithm() {
                 Algorithm::Sha256 => hash_state(&file, &meta, guard.take())?.hasher.finish(),
@@ -673,6 +923,7 @@ impl BlobStore for FsBlobStore {
         let guard = slot.clone().lock_owned().await;
         let path = self.upload_path(id);
         let id_owned = id.to_string();
+        let (dir, encrypt) = (self.uploads_dir(), self.keyring.is_some());
         let result = tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
             let _guard = guard;
             // Locking first lets an append in flight in another process finish.
@@ -681,6 +932,10 @@ impl BlobStore for FsBlobStore {
                 Err(BlobError::UploadUnknown(_)) => return Ok(()),
                 Err(e) => return Err(e),
             };
+            if encrypt {
+                let _envelope = encrypted::lock_envelope(&dir, &id_owned)?;
+                return Ok(encrypted::remove_upload(&dir, &id_owned)?);
+            }
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
                 _ => Ok(()),
@@ -695,6 +950,13 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
+        if self.keyring.is_some() {
+            let (path, digest) = (self.blob_path(digest), digest.clone());
+            return tokio::task::spawn_blocking(move || encrypted::stat(&path, &digest))
+                .await
+                .map_err(join_error)?
+                .map_err(BlobError::Io);
+        }
         match tokio::fs::metadata(self.blob_path(digest)).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -707,6 +969,9 @@ impl BlobStore for FsBlobStore {
         digest: &Digest,
         range: Option<Range<u64>>,
     ) -> Result<ByteStream, BlobError> {
+        if let Some(keyring) = self.keyring.clone() {
+            return self.read_encrypted(digest, range, keyring).await;
+        }
         let file = match tokio::fs::File::open(self.blob_path(digest)).await {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -731,6 +996,13 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
+        if self.keyring.is_some() {
+            let path = self.blob_path(digest);
+            return tokio::task::spawn_blocking(move || encrypted::delete(&path))
+                .await
+                .map_err(join_error)?
+                .map_err(BlobError::Io);
+        }
         match tokio::fs::remove_file(self.blob_path(digest)).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
