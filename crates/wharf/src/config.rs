@@ -27,7 +27,8 @@ pub fn check_account_id(id: &str) -> Result<()> {
 /// Flags of `wharf serve`; each also reads a `WHARF_*` environment variable.
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
-    /// TOML configuration file (keys: listen, data_dir, metadata, blobs, tls_cert,
+    /// TOML configuration file (keys: listen, data_dir, metadata, blobs,
+    /// encryption_key_file, tls_cert,
     /// tls_key, create_on_push, upload_timeout_secs, max_manifest_bytes,
     /// max_blob_bytes, region, account_id, auth, token_lifetime_secs, registry_domain).
     #[arg(long, env = "WHARF_CONFIG")]
@@ -48,6 +49,11 @@ pub struct ServeArgs {
     /// replicas may share it), or a directory [default: <data-dir>].
     #[arg(long, env = "WHARF_BLOBS")]
     pub blobs: Option<String>,
+    /// Master key file (`wharf keys generate --key-file PATH` makes one): with it,
+    /// new blobs are encrypted at rest (AES-256-GCM, a data key per blob wrapped under
+    /// the file's current key). Every replica needs the same file.
+    #[arg(long, env = "WHARF_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
     /// PEM certificate chain; with --tls-key, serve HTTPS.
     #[arg(long, env = "WHARF_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -105,6 +111,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     metadata: Option<String>,
     blobs: Option<String>,
+    encryption_key_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     create_on_push: Option<bool>,
@@ -125,6 +132,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub metadata: MetadataLocation,
     pub blobs: BlobLocation,
+    pub encryption_key_file: Option<PathBuf>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub registry: RegistryConfig,
     pub region: String,
@@ -203,6 +211,7 @@ impl Settings {
             data_dir,
             metadata,
             blobs,
+            encryption_key_file: args.encryption_key_file.or(file.encryption_key_file),
             tls,
             registry,
             region,

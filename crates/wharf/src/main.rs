@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry (OCI distribution API on /v2/).
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Manage repositories in a data directory.
     Repo {
         #[command(subcommand)]
@@ -33,6 +33,48 @@ enum Command {
         #[command(subcommand)]
         action: AccountAction,
     },
+    /// Manage the master key file of encryption at rest.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key file with one new random key (mode 0600; refuses to overwrite).
+    Generate {
+        #[command(flatten)]
+        file: KeyFileArg,
+    },
+    /// Put a new version of a key first (the default key, or --key ID): new data keys
+    /// are wrapped under it; older versions stay to unwrap what they wrapped.
+    Rotate {
+        /// The key to rotate [default: the file's first key].
+        #[arg(long)]
+        key: Option<String>,
+        #[command(flatten)]
+        file: KeyFileArg,
+    },
+    /// Add a named key (e.g. the key id of ECR KMS repositories).
+    Add {
+        /// Key id.
+        id: String,
+        #[command(flatten)]
+        file: KeyFileArg,
+    },
+    /// List the keys and versions (ids and fingerprints, never key material).
+    List {
+        #[command(flatten)]
+        file: KeyFileArg,
+    },
+}
+
+#[derive(clap::Args)]
+struct KeyFileArg {
+    /// The key file.
+    #[arg(long, env = "WHARF_ENCRYPTION_KEY_FILE")]
+    key_file: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -145,10 +187,36 @@ fn main() -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::Repo { action } => runtime.block_on(repo(action)),
         Command::Account { action } => runtime.block_on(account(action)),
+        Command::Keys { action } => keys(action),
     }
+}
+
+fn keys(action: KeysAction) -> Result<()> {
+    use wharf_crypt::Keyring;
+    let keyring = match &action {
+        KeysAction::Generate { file } => Keyring::generate_file(&file.key_file),
+        KeysAction::Rotate { key: None, file } => Keyring::rotate_file(&file.key_file),
+        KeysAction::Rotate {
+            key: Some(id),
+            file,
+        } => Keyring::rotate_key_file(&file.key_file, id),
+        KeysAction::Add { id, file } => Keyring::add_key_file(&file.key_file, id),
+        KeysAction::List { file } => Keyring::load(&file.key_file),
+    }?;
+    for k in keyring.keys() {
+        let mut notes = Vec::new();
+        if k.default {
+            notes.push("default");
+        }
+        if k.current {
+            notes.push("current");
+        }
+        println!("{}\t{}\t{}", k.id, k.fingerprint, notes.join(","));
+    }
+    Ok(())
 }
 
 async fn account(action: AccountAction) -> Result<()> {

@@ -30,7 +30,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let stores = crate::stores::open_metadata(&settings.metadata).await?;
     let meta = stores.meta.clone();
-    let blobs = crate::stores::open_blobs(&settings.blobs).await?;
+    let keyring = match &settings.encryption_key_file {
+        Some(path) => Some(crate::stores::open_keyring(path)?),
+        None => None,
+    };
+    let encrypted = keyring.is_some();
+    let blobs = crate::stores::open_blobs(&settings.blobs, keyring).await?;
     let bootstrap = wharf_ecr::bootstrap::ensure_admin(
         meta.as_ref(),
         &settings.account_id,
@@ -117,9 +122,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         writeln!(out, "wharf listening on {scheme}://{addr}")?;
         writeln!(
             out,
-            "  metadata: {}; blobs: {}; create-on-push: {}",
+            "  metadata: {}; blobs: {}{}; create-on-push: {}",
             settings.metadata.describe(),
             settings.blobs.describe(),
+            if encrypted {
+                " (encrypted at rest)"
+            } else {
+                ""
+            },
             if settings.registry.create_on_push {
                 "on"
             } else {

@@ -123,17 +123,36 @@ pub async fn open_metadata(loc: &MetadataLocation) -> Result<Metadata> {
     }
 }
 
-/// Opens the blob store at `loc`.
-pub async fn open_blobs(loc: &BlobLocation) -> Result<Arc<dyn BlobStore>> {
+/// Loads the master key file that turns on encryption at rest.
+pub fn open_keyring(path: &Path) -> Result<Arc<wharf_crypt::Keyring>> {
+    let keyring = wharf_crypt::Keyring::load(path)
+        .with_context(|| format!("loading the encryption key file {}", path.display()))?;
+    Ok(Arc::new(keyring))
+}
+
+/// Opens the blob store at `loc`; with a keyring, new blobs are encrypted at rest.
+pub async fn open_blobs(
+    loc: &BlobLocation,
+    keyring: Option<Arc<wharf_crypt::Keyring>>,
+) -> Result<Arc<dyn BlobStore>> {
     match loc {
         BlobLocation::Fs(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating blob directory {}", dir.display()))?;
-            let store = FsBlobStore::open(dir)
-                .with_context(|| format!("opening blob store in {}", dir.display()))?;
+            let store = match keyring {
+                Some(k) => FsBlobStore::open_encrypted(dir, k),
+                None => FsBlobStore::open(dir),
+            }
+            .with_context(|| format!("opening blob store in {}", dir.display()))?;
             Ok(Arc::new(store))
         }
         BlobLocation::S3(url) => {
+            if keyring.is_some() {
+                anyhow::bail!(
+                    "encryption at rest (--encryption-key-file) is not available with S3 blob \
+                     storage yet; use the bucket's server-side encryption for now"
+                );
+            }
             let store = wharf_blob_s3::S3BlobStore::from_url(url)
                 .with_context(|| format!("opening blob store {}", redact(url)))?;
             Ok(Arc::new(store))
