@@ -63,6 +63,54 @@
 //! the blob's key, unless that blob is already present; then the upload's objects are
 //! deleted, the state last.
 //!
+//! # Encryption at rest
+//!
+//! A store made with [`S3BlobStore::with_keyring`] encrypts every new upload on the
+//! client side with [`wharf_crypt`] (the bucket's own server-side encryption is not
+//! relied on: the bytes in the bucket never hold plaintext, whatever the server does):
+//!
+//! - `start_upload` makes the upload's [`Envelope`] (a random data key wrapped under the
+//!   keyring's current key) and stores it as `_uploads/<id>/envelope` before the state
+//!   object, which then has format 2 (`"encryption":{"plaintext":..,"hash":..}`).
+//! - Appends feed the body through an [`Encryptor`] and hash the *plaintext*; the
+//!   *ciphertext* records are cut into parts as above (parts need not align with
+//!   records). The tail object holds the ciphertext after the last part followed by
+//!   the provisional record ([`Encryptor::seal_pending`]), so no plaintext rests in the
+//!   bucket between requests; the next append, on any replica, finds the provisional
+//!   record at the end of the tail ([`staged_layout`] of the state's `size`) and
+//!   [`Encryptor::resume`]s from it. In an encrypted upload's state, `size` and the
+//!   tail's size count stored *ciphertext* bytes and `encryption.plaintext` the
+//!   plaintext bytes (what `upload_size` reports). The hash state, whose pending
+//!   partial block is plaintext, is stored only sealed under the data key
+//!   ([`DataKey::seal_aux`], bound to the upload id and plaintext length).
+//!   An encrypted append records its parts in the state only at its end, together
+//!   with the new tail (the ciphertext at a part boundary is not a resumable point):
+//!   a writer that dies mid-append loses that append's bytes, and the client resumes
+//!   from the size recorded before it (the parts it sent are overwritten by number, or
+//!   left out of the completed upload). A failing *body* still keeps every byte
+//!   received.
+//! - Commit checks the plaintext digest first, then writes [`Encryptor::finish`]'s
+//!   final record as the last part (or, for an upload that never filled a part, the
+//!   whole ciphertext as the `data` object), stores the envelope as
+//!   `blobs/<alg>/<2 hex>/<hex>.envelope` (a conditional create), and only then copies
+//!   the ciphertext to the blob's key: a visible blob always has its envelope. If the
+//!   envelope exists but its blob does not (another commit of the same content between
+//!   its two writes, or one that died there), the commit waits for that blob, and
+//!   replaces an envelope left alone for longer than a lease.
+//! - `stat` is [`plaintext_len`] of the object's size. `read` fetches the blob's
+//!   metadata first, then its envelope (the reverse of the order they are written in),
+//!   GETs only the records holding the range ([`ciphertext_range`]) and decrypts them
+//!   as they stream ([`decrypt_stream`]: memory of about one record); a full read
+//!   includes the last record and so checks the final flag (no truncation).
+//! - **Migration:** a blob without an envelope was written before encryption was
+//!   enabled and is read as plaintext; an unencrypted upload in progress when
+//!   encryption is enabled is finished unencrypted. A store without a keyring refuses
+//!   to continue an encrypted upload, but does not look for envelopes: every replica
+//!   sharing a bucket must be given the keyring.
+//! - [`BlobStore::download_url`] is always `None` for an encrypted store (a pre-signed
+//!   URL would hand out ciphertext): the `redirect` option has no effect, and the store
+//!   logs a warning saying so when made with it.
+//!
 //! # Limits
 //!
 //! S3 allows 10,000 parts per upload, so a blob may have at most 9,999 full parts plus a
@@ -80,6 +128,8 @@ pub use config::{
 };
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
@@ -90,7 +140,7 @@ use object_store::{
     BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode,
     PutOptions, PutPayload, RetryConfig, UpdateVersion,
 };
-use state::{Lease, Tail, UploadState, MAX_PARTS};
+use state::{Encryption, Lease, Tail, UploadState, MAX_PARTS};
 use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
@@ -100,8 +150,15 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use wharf_blob::{BlobError, BlobStore, ByteStream};
-use wharf_oci::{Algorithm, Digest, ResumableHasher};
+use wharf_crypt::{
+    ciphertext_len, ciphertext_range, decrypt_stream, plaintext_len, staged_layout, CryptError,
+    DataKey, Decryptor, Encryptor, Envelope, Keyring,
+};
+use wharf_oci::{Algorithm, Digest, ResumableHasher, SavedHash};
 
+/// Times a commit writes its blob and envelope before giving up when another commit of
+/// the same content keeps interleaving with it.
+const PAIR_ATTEMPTS: u32 = 8;
 /// Longest accepted upload id.
 const MAX_ID_LEN: usize = 128;
 /// Overall time limit of one request other than a blob download.
@@ -141,12 +198,38 @@ struct Inner {
     instance: String,
     /// Per-upload locks serializing this process's operations on an upload.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Master keys: new uploads are encrypted when set.
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl S3BlobStore {
     /// A store over the bucket `config` describes. Makes no request: a wrong bucket or
     /// wrong credentials show on first use.
     pub fn new(config: S3Config) -> Result<S3BlobStore, S3ConfigError> {
+        S3BlobStore::build(config, None)
+    }
+
+    /// A store over the bucket `config` describes that encrypts every new upload with
+    /// a data key wrapped under `keyring`'s current key, and decrypts blobs that have an
+    /// envelope (see the crate documentation, "Encryption at rest"). Download redirects
+    /// are off whatever `config.redirect_downloads` says.
+    pub fn with_keyring(
+        config: S3Config,
+        keyring: Arc<Keyring>,
+    ) -> Result<S3BlobStore, S3ConfigError> {
+        if config.redirect_downloads {
+            tracing::warn!(
+                bucket = %config.bucket,
+                "S3 blob storage: redirect (pre-signed download URLs) has no effect with encryption at rest; blobs are served decrypted through Wharf"
+            );
+        }
+        S3BlobStore::build(config, Some(keyring))
+    }
+
+    fn build(
+        config: S3Config,
+        keyring: Option<Arc<Keyring>>,
+    ) -> Result<S3BlobStore, S3ConfigError> {
         config.validate()?;
         // The S3 client's TLS uses the process-wide rustls provider, which Wharf takes
         // from `ring`; installing it is a no-op when it is already installed.
@@ -172,6 +255,7 @@ impl S3BlobStore {
                 lease: config.lease,
                 instance: uuid::Uuid::new_v4().simple().to_string(),
                 locks: Mutex::new(HashMap::new()),
+                keyring,
             }),
         })
     }
@@ -184,6 +268,17 @@ impl S3BlobStore {
     /// The key of blob `digest` inside the bucket.
     pub fn blob_key(&self, digest: &Digest) -> String {
         self.inner.blob_key(digest).to_string()
+    }
+
+    /// Whether new uploads are encrypted (the store has a keyring).
+    pub fn encrypts(&self) -> bool {
+        self.inner.keyring.is_some()
+    }
+
+    /// The key of blob `digest`'s envelope inside the bucket (present for encrypted
+    /// blobs).
+    pub fn blob_envelope_key(&self, digest: &Digest) -> String {
+        self.inner.blob_envelope_key(digest).to_string()
     }
 
     /// The key prefix of upload `id`'s objects inside the bucket (ends with `/`).
@@ -253,8 +348,63 @@ fn unknown(id: &str) -> BlobError {
     BlobError::UploadUnknown(id.to_string())
 }
 
+/// An encryption failure while doing `what` (which names the upload, blob or object).
+fn crypt_fail(what: impl std::fmt::Display, e: CryptError) -> BlobError {
+    BlobError::Io(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{what}: {e}"),
+    ))
+}
+
+/// The context the hash state of upload `id` at `plaintext` bytes is sealed under.
+fn hash_context(id: &str, plaintext: u64) -> String {
+    format!("wharf-blob-s3 upload {id}: hash state at {plaintext} bytes")
+}
+
+/// The hash state of an encrypted upload, sealed for its state object.
+fn seal_hash(key: &DataKey, id: &str, hasher: &ResumableHasher) -> Result<String, BlobError> {
+    let json = serde_json::to_vec(&hasher.save())
+        .map_err(|e| BlobError::Io(io::Error::other(format!("upload {id}: hash state: {e}"))))?;
+    let sealed = key
+        .seal_aux(&hash_context(id, hasher.len()), &json)
+        .map_err(|e| crypt_fail(format_args!("upload {id}: sealing the hash state"), e))?;
+    Ok(BASE64.encode(sealed))
+}
+
+/// Opens the sealed hash state of an encrypted upload.
+fn open_hash(key: &DataKey, id: &str, enc: &Encryption) -> Result<ResumableHasher, BlobError> {
+    let corrupt = |why: String| {
+        BlobError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("upload {id}: sealed hash state: {why}"),
+        ))
+    };
+    let sealed = BASE64
+        .decode(&enc.hash)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let json = key
+        .open_aux(&hash_context(id, enc.plaintext), &sealed)
+        .map_err(|e| crypt_fail(format_args!("upload {id}: opening the hash state"), e))?;
+    let saved: SavedHash = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
+    let hasher = ResumableHasher::restore(saved).map_err(|e| corrupt(e.to_string()))?;
+    if hasher.len() != enc.plaintext {
+        return Err(corrupt(format!(
+            "covers {} bytes, not the {} staged",
+            hasher.len(),
+            enc.plaintext
+        )));
+    }
+    Ok(hasher)
+}
+
 fn join_error(e: tokio::task::JoinError) -> BlobError {
     BlobError::Io(io::Error::other(format!("S3 blob store task failed: {e}")))
+}
+
+/// An encrypted upload's data key and its envelope as stored.
+struct UploadKey {
+    key: DataKey,
+    envelope: Bytes,
 }
 
 /// Where the staged bytes of an upload are at commit.
@@ -314,6 +464,20 @@ impl Inner {
             .join(digest.algorithm().name())
             .join(&hex[..2])
             .join(hex)
+    }
+
+    fn blob_envelope_key(&self, digest: &Digest) -> Path {
+        let hex = digest.hex();
+        self.root
+            .clone()
+            .join("blobs")
+            .join(digest.algorithm().name())
+            .join(&hex[..2])
+            .join(format!("{hex}.envelope").as_str())
+    }
+
+    fn envelope_key(&self, id: &str) -> Path {
+        self.upload_dir(id).join("envelope")
     }
 
     fn uploads_dir(&self) -> Path {
@@ -653,9 +817,17 @@ impl Inner {
     /// Puts the staged bytes of the claimed upload into one object: completes the
     /// multipart upload (the tail as its last part) into the data object, and records
     /// that in the state.
-    async fn stage(self: &Arc<Self>, id: &str, claim: &mut Claim) -> Result<Source, BlobError> {
+    async fn stage(
+        self: &Arc<Self>,
+        id: &str,
+        claim: &mut Claim,
+        key: Option<&UploadKey>,
+    ) -> Result<Source, BlobError> {
         if claim.state.staged {
             return Ok(Source::Object(self.data_key(id)));
+        }
+        if let Some(key) = key {
+            return self.stage_encrypted(id, claim, &key.key).await;
         }
         let Some(multipart) = claim.state.multipart.clone() else {
             return Ok(match claim.state.tail {
@@ -704,22 +876,287 @@ impl Inner {
         Ok(Source::Object(data))
     }
 
+    /// [`Inner::stage`] of an encrypted upload: the provisional record at the end of
+    /// the tail is replaced by the final record, and the result is the last part (or,
+    /// without a multipart upload, the whole `data` object).
+    async fn stage_encrypted(
+        self: &Arc<Self>,
+        id: &str,
+        claim: &mut Claim,
+        key: &DataKey,
+    ) -> Result<Source, BlobError> {
+        let (kept, encryptor) = self.resume_tail(id, &claim.state, key).await?;
+        let last = encryptor
+            .finish()
+            .map_err(|e| crypt_fail(format_args!("upload {id}: final record"), e))?;
+        let payload: PutPayload = [kept, Bytes::from(last)].into_iter().collect();
+        let data = self.data_key(id);
+        match claim.state.multipart.clone() {
+            Some(multipart) => {
+                let mut parts: Vec<PartId> = claim
+                    .state
+                    .parts
+                    .iter()
+                    .map(|etag| PartId {
+                        content_id: etag.clone(),
+                    })
+                    .collect();
+                let part = self
+                    .clone()
+                    .put_part(
+                        id.to_string(),
+                        multipart.clone(),
+                        parts.len(),
+                        payload,
+                        claim.written_at,
+                    )
+                    .await?;
+                parts.push(part);
+                self.s3
+                    .complete_multipart(&data, &multipart, parts)
+                    .await
+                    .map_err(|e| {
+                        self.fail(
+                            &format!("CompleteMultipartUpload (multipart upload {multipart})"),
+                            &data,
+                            e,
+                        )
+                    })?;
+            }
+            None => {
+                self.s3
+                    .put(&data, payload)
+                    .await
+                    .map_err(|e| self.fail("PUT of staged upload", &data, e))?;
+            }
+        }
+        claim.state.staged = true;
+        claim.state.multipart = None;
+        self.save(id, claim).await?;
+        Ok(Source::Object(data))
+    }
+
+    /// Reads the tail of an encrypted upload: the ciphertext after the last part
+    /// without the provisional record, and an encryptor resumed from that record.
+    async fn resume_tail(
+        &self,
+        id: &str,
+        state: &UploadState,
+        key: &DataKey,
+    ) -> Result<(Bytes, Encryptor), BlobError> {
+        let resumed = |e| crypt_fail(format_args!("upload {id}: resuming encryption"), e);
+        let Some(tail) = state.tail else {
+            // Nothing staged (the state's check makes sure).
+            return Ok((Bytes::new(), Encryptor::new(key).map_err(resumed)?));
+        };
+        let layout = staged_layout(state.size).map_err(resumed)?;
+        let provisional = (layout.provisional.end - layout.provisional.start) as usize;
+        let mut bytes = self.read_tail(id, tail).await?;
+        // The state's check makes sure the tail holds the provisional record.
+        let record = bytes.split_off(bytes.len().saturating_sub(provisional));
+        let encryptor = Encryptor::resume(key, layout.segments_done, &record).map_err(|e| {
+            crypt_fail(
+                format_args!(
+                    "upload {id}: provisional record in s3://{}/{}",
+                    self.bucket,
+                    self.tail_key(id, tail.generation)
+                ),
+                e,
+            )
+        })?;
+        Ok((bytes, encryptor))
+    }
+
+    /// The data key and envelope of encrypted upload `id`.
+    async fn upload_key(&self, id: &str) -> Result<UploadKey, BlobError> {
+        let Some(keyring) = &self.keyring else {
+            return Err(BlobError::Io(io::Error::other(format!(
+                "upload {id} is encrypted, but this blob store has no keyring"
+            ))));
+        };
+        let key = self.envelope_key(id);
+        let (envelope, _) = self.get_bytes("GET of upload envelope", &key).await?;
+        let what = format_args!("envelope s3://{}/{key} of upload {id}", self.bucket);
+        let data_key = Envelope::from_bytes(&envelope)
+            .and_then(|env| env.data_key(keyring))
+            .map_err(|e| crypt_fail(what, e))?;
+        Ok(UploadKey {
+            key: data_key,
+            envelope,
+        })
+    }
+
+    /// The data key of blob `digest`, `None` when it has no envelope (it was stored
+    /// unencrypted) or the store has no keyring.
+    async fn blob_data_key(&self, digest: &Digest) -> Result<Option<DataKey>, BlobError> {
+        let Some(keyring) = &self.keyring else {
+            return Ok(None);
+        };
+        let key = self.blob_envelope_key(digest);
+        let envelope = match self.s3.get(&key).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map_err(|e| self.fail("GET of blob envelope", &key, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.fail("GET of blob envelope", &key, e)),
+        };
+        let what = format_args!("blob {digest}: envelope s3://{}/{key}", self.bucket);
+        Envelope::from_bytes(&envelope)
+            .and_then(|env| env.data_key(keyring))
+            .map(Some)
+            .map_err(|e| crypt_fail(what, e))
+    }
+
+    /// Whether blob `digest`'s envelope opens its last record (so that the two were
+    /// written by the same commit). `false` when either is missing.
+    async fn pair_consistent(&self, digest: &Digest) -> Result<bool, BlobError> {
+        let key = self.blob_key(digest);
+        let Some(size) = self.head("HEAD of blob", &key).await? else {
+            return Ok(false);
+        };
+        let data_key = match self.blob_data_key(digest).await {
+            Ok(Some(k)) => k,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                tracing::debug!(%digest, error = %e, "blob envelope does not open");
+                return Ok(false);
+            }
+        };
+        let Ok(plain) = plaintext_len(size) else {
+            return Ok(false);
+        };
+        let Ok(decryptor) = Decryptor::new(&data_key, plain.saturating_sub(1)..plain, plain) else {
+            return Ok(false);
+        };
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(decryptor.ciphertext_range())),
+            ..GetOptions::default()
+        };
+        let stream: ByteStream = match self.s3.get_opts(&key, options).await {
+            Ok(r) => Box::pin(r.into_stream().map_err(io::Error::other)),
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(self.fail("GET of blob's last record", &key, e)),
+        };
+        let mut plaintext = decrypt_stream(decryptor, stream);
+        while let Some(piece) = plaintext.next().await {
+            if piece.is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Stores `envelope` as blob `digest`'s envelope, before its blob is copied.
+    /// Returns `false` when the blob appeared meanwhile (committed by another upload:
+    /// the staged copy is then discarded). An envelope already there that is not this
+    /// one belongs to another commit between its two writes: the blob is waited for
+    /// (renewing the claim), and the envelope is replaced once it has stood without
+    /// its blob for longer than a lease (its commit died).
+    async fn publish_envelope(
+        &self,
+        id: &str,
+        claim: &mut Claim,
+        digest: &Digest,
+        envelope: &Bytes,
+    ) -> Result<bool, BlobError> {
+        let key = self.blob_envelope_key(digest);
+        let blob = self.blob_key(digest);
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self
+                .s3
+                .put_opts(&key, envelope.clone().into(), create())
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(self.fail("conditional PUT of blob envelope", &key, e)),
+            }
+            if self.head("HEAD of blob", &blob).await?.is_some() {
+                return Ok(false);
+            }
+            let found = match self.s3.get(&key).await {
+                Ok(r) => {
+                    let modified = std::time::SystemTime::from(r.meta.last_modified);
+                    let bytes = r
+                        .bytes()
+                        .await
+                        .map_err(|e| self.fail("GET of blob envelope", &key, e))?;
+                    Some((bytes, modified))
+                }
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => return Err(self.fail("GET of blob envelope", &key, e)),
+            };
+            let Some((bytes, modified)) = found else {
+                continue;
+            };
+            if bytes == *envelope {
+                // Ours, from an earlier try of this commit.
+                return Ok(true);
+            }
+            let age = modified.elapsed().unwrap_or_default();
+            if age > self.lease || started.elapsed() > 2 * self.lease {
+                tracing::warn!(
+                    upload = id,
+                    %digest,
+                    "replacing the envelope s3://{}/{key}, which has stood without its blob for {age:?}",
+                    self.bucket
+                );
+                self.s3
+                    .put(&key, envelope.clone().into())
+                    .await
+                    .map_err(|e| self.fail("PUT of blob envelope", &key, e))?;
+                return Ok(true);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+            self.save(id, claim).await?;
+        }
+    }
+
     /// Digest of the staged bytes, read back from `source`.
+    /// For an encrypted upload, `plain` gives the data key and the plaintext length,
+    /// and the staged ciphertext is decrypted (and so verified) while it is hashed.
     async fn hash_source(
         &self,
         source: &Source,
         algorithm: Algorithm,
+        plain: Option<(&DataKey, u64)>,
     ) -> Result<Digest, BlobError> {
         let mut hasher = algorithm.hasher();
         if let Source::Object(key) = source {
-            let mut stream = self
-                .reader
-                .get(key)
-                .await
-                .map_err(|e| self.fail("GET of staged upload", key, e))?
-                .into_stream();
+            let what = format!("S3 GET of staged upload s3://{}/{key}", self.bucket);
+            let stream: ByteStream = Box::pin(
+                self.reader
+                    .get(key)
+                    .await
+                    .map_err(|e| self.fail("GET of staged upload", key, e))?
+                    .into_stream()
+                    .map_err(move |e| io::Error::other(format!("{what} failed: {e}"))),
+            );
+            let mut stream = match plain {
+                Some((data_key, len)) => {
+                    let decryptor = Decryptor::new(data_key, 0..len, len).map_err(|e| {
+                        crypt_fail(format_args!("staged upload s3://{}/{key}", self.bucket), e)
+                    })?;
+                    decrypt_stream(decryptor, stream)
+                }
+                None => stream,
+            };
             while let Some(chunk) = stream.next().await {
-                hasher.update(&chunk.map_err(|e| self.fail("GET of staged upload", key, e))?);
+                let chunk = chunk.map_err(|e| {
+                    BlobError::Io(io::Error::new(
+                        e.kind(),
+                        format!("staged upload s3://{}/{key}: {e}", self.bucket),
+                    ))
+                })?;
+                hasher.update(&chunk);
             }
         }
         Ok(hasher.finish())
@@ -746,11 +1183,11 @@ async fn append_task(
         .lease
         .as_ref()
         .is_some_and(|l| l.owner != inner.instance);
-    if !foreign && !current.state.staged && current.state.size != offset {
+    if !foreign && !current.state.staged && current.state.plaintext_size() != offset {
         return Err(BlobError::OffsetMismatch {
             id,
             offset,
-            size: current.state.size,
+            size: current.state.plaintext_size(),
         });
     }
     let mut claim = inner.claim(&id, "append").await?;
@@ -760,12 +1197,44 @@ async fn append_task(
             "upload {id} is being committed (its bytes are already assembled); it takes no more data"
         ))));
     }
-    if claim.state.size != offset {
-        let size = claim.state.size;
+    if claim.state.plaintext_size() != offset {
+        let size = claim.state.plaintext_size();
         inner.release(&id, &mut claim).await?;
         return Err(BlobError::OffsetMismatch { id, offset, size });
     }
-    Appender::new(inner, id, claim).run(data).await
+    let (hasher, crypt) = match prepare_hash(&inner, &id, &claim.state).await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            if let Err(release) = inner.release(&id, &mut claim).await {
+                tracing::warn!(upload = %id, error = %e, %release, "could not release the upload");
+            }
+            return Err(e);
+        }
+    };
+    Appender::new(inner, id, claim, hasher, crypt)
+        .run(data)
+        .await
+}
+
+/// The hash state of the staged plaintext, and for an encrypted upload its data key.
+async fn prepare_hash(
+    inner: &Inner,
+    id: &str,
+    state: &UploadState,
+) -> Result<(ResumableHasher, Option<UploadKey>), BlobError> {
+    match (&state.hash, &state.encryption) {
+        (_, Some(enc)) => {
+            let key = inner.upload_key(id).await?;
+            let hasher = open_hash(&key.key, id, enc)?;
+            Ok((hasher, Some(key)))
+        }
+        (Some(hash), None) => Ok((hash.clone(), None)),
+        // The state's check refuses this.
+        (None, None) => Err(BlobError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("upload {id}: the state has no hash state"),
+        ))),
+    }
 }
 
 /// A part being sent.
@@ -776,8 +1245,9 @@ struct InFlight {
 }
 
 /// One append in progress. `claim.state` is the progress last written (or about to
-/// be): the parts completed and the hash at their end; `buf` holds the bytes after
-/// the parts completed or in flight.
+/// be): the parts completed and the hash at their end (for an encrypted upload, the
+/// state as it was before the append until its end, see the crate documentation);
+/// `buf` holds the bytes after the parts completed or in flight.
 struct Appender {
     inner: Arc<Inner>,
     id: String,
@@ -793,15 +1263,29 @@ struct Appender {
     hasher: ResumableHasher,
     in_flight: Option<InFlight>,
     renew_at: Instant,
+    /// For an encrypted upload: its data key, and the encryptor once the tail is read.
+    crypt: Option<UploadKey>,
+    encryptor: Option<Encryptor>,
+    /// Parts of an encrypted upload sent by this append, recorded at its end.
+    new_parts: Vec<String>,
 }
 
 impl Appender {
-    fn new(inner: Arc<Inner>, id: String, claim: Claim) -> Appender {
+    fn new(
+        inner: Arc<Inner>,
+        id: String,
+        claim: Claim,
+        hasher: ResumableHasher,
+        crypt: Option<UploadKey>,
+    ) -> Appender {
         let renew_at = claim.written_at + inner.lease / 4;
         Appender {
             part_size: claim.state.part_size as usize,
             old_tail: claim.state.tail,
-            hasher: claim.state.hash.clone(),
+            hasher,
+            crypt,
+            encryptor: None,
+            new_parts: Vec::new(),
             inner,
             id,
             claim,
@@ -816,7 +1300,17 @@ impl Appender {
     async fn run(mut self, mut data: ByteStream) -> Result<u64, BlobError> {
         let mut body_error = None;
         let streamed = async {
-            if let Some(tail) = self.old_tail {
+            if let Some(crypt) = &self.crypt {
+                let (kept, encryptor) = self
+                    .inner
+                    .resume_tail(&self.id, &self.claim.state, &crypt.key)
+                    .await?;
+                self.encryptor = Some(encryptor);
+                self.buf_len = kept.len();
+                if !kept.is_empty() {
+                    self.buf.push(kept);
+                }
+            } else if let Some(tail) = self.old_tail {
                 let bytes = self.inner.read_tail(&self.id, tail).await?;
                 self.buf_len = bytes.len();
                 self.buf.push(bytes);
@@ -855,8 +1349,28 @@ impl Appender {
         }
     }
 
-    /// Adds body bytes, sending each part as it fills.
-    async fn take(&mut self, mut chunk: Bytes) -> Result<(), BlobError> {
+    /// Adds body bytes (encrypted first, for an encrypted upload), sending each part as
+    /// it fills.
+    async fn take(&mut self, chunk: Bytes) -> Result<(), BlobError> {
+        let Some(encryptor) = &mut self.encryptor else {
+            return self.push(chunk, true).await;
+        };
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.hasher.update(&chunk);
+        let records = encryptor
+            .update(&chunk)
+            .map_err(|e| crypt_fail(format_args!("upload {}: encryption", self.id), e))?;
+        self.buf_unchanged = false;
+        for record in records {
+            self.push(record, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds bytes to store (hashing them when `hash`), sending each part as it fills.
+    async fn push(&mut self, mut chunk: Bytes, hash: bool) -> Result<(), BlobError> {
         while !chunk.is_empty() {
             let room = self.part_size - self.buf_len;
             let piece = if chunk.len() > room {
@@ -864,7 +1378,9 @@ impl Appender {
             } else {
                 std::mem::take(&mut chunk)
             };
-            self.hasher.update(&piece);
+            if hash {
+                self.hasher.update(&piece);
+            }
             self.buf_len += piece.len();
             self.buf.push(piece);
             self.buf_unchanged = false;
@@ -886,11 +1402,15 @@ impl Appender {
     async fn settle(&mut self) -> Result<(), BlobError> {
         if let Some(f) = self.in_flight.take() {
             let part = f.handle.await.map_err(join_error)??;
+            if self.crypt.is_some() {
+                self.new_parts.push(part.content_id);
+                return Ok(());
+            }
             let st = &mut self.claim.state;
             st.parts.push(part.content_id);
             st.size = st.parts.len() as u64 * st.part_size;
             st.tail = None;
-            st.hash = f.hash_after;
+            st.hash = Some(f.hash_after);
         }
         Ok(())
     }
@@ -898,7 +1418,7 @@ impl Appender {
     /// Sends the full part in `buf` (after the previous one is done).
     async fn send_part(&mut self) -> Result<(), BlobError> {
         self.settle().await?;
-        let index = self.claim.state.parts.len();
+        let index = self.claim.state.parts.len() + self.new_parts.len();
         // The last part number stays free for the tail at commit.
         if index + 1 >= MAX_PARTS {
             return Err(BlobError::Io(io::Error::new(
@@ -946,6 +1466,9 @@ impl Appender {
     /// Stores the rest as the tail and writes the final state, releasing the claim.
     async fn finish(&mut self) -> Result<u64, BlobError> {
         self.settle().await?;
+        if self.crypt.is_some() {
+            return self.finish_encrypted().await;
+        }
         // After `settle`, the recorded tail is the old one if no part was cut, else none.
         let mut tail = self.claim.state.tail;
         if !self.buf_unchanged {
@@ -969,11 +1492,54 @@ impl Appender {
         let st = &mut self.claim.state;
         st.tail = tail;
         st.size = st.parts.len() as u64 * st.part_size + tail.map_or(0, |t| t.size);
-        st.hash = self.hasher.clone();
+        st.hash = Some(self.hasher.clone());
         st.lease = None;
         self.save().await?;
         self.drop_old_tail().await;
         Ok(self.claim.state.size)
+    }
+
+    /// [`Appender::finish`] of an encrypted upload: the new tail is the ciphertext after
+    /// the last part followed by the provisional record; the parts this append sent,
+    /// the tail and the sealed hash state are recorded together.
+    async fn finish_encrypted(&mut self) -> Result<u64, BlobError> {
+        if !self.buf_unchanged {
+            let (Some(crypt), Some(encryptor)) = (&self.crypt, &mut self.encryptor) else {
+                return Err(BlobError::Io(io::Error::other(format!(
+                    "upload {}: encrypted append without an encryptor",
+                    self.id
+                ))));
+            };
+            let provisional = encryptor.seal_pending().map_err(|e| {
+                crypt_fail(format_args!("upload {}: provisional record", self.id), e)
+            })?;
+            let hash = seal_hash(&crypt.key, &self.id, &self.hasher)?;
+            let size = (self.buf_len + provisional.len()) as u64;
+            let mut pieces = std::mem::take(&mut self.buf);
+            pieces.push(Bytes::from(provisional));
+            self.buf_len = 0;
+            let payload: PutPayload = pieces.into_iter().collect();
+            let generation = self.claim.state.next_tail;
+            let key = self.inner.tail_key(&self.id, generation);
+            self.inner
+                .s3
+                .put(&key, payload)
+                .await
+                .map_err(|e| self.inner.fail("PUT of upload tail", &key, e))?;
+            let st = &mut self.claim.state;
+            st.parts.append(&mut self.new_parts);
+            st.next_tail = generation + 1;
+            st.tail = Some(Tail { generation, size });
+            st.size = st.parts.len() as u64 * st.part_size + size;
+            st.encryption = Some(Encryption {
+                plaintext: self.hasher.len(),
+                hash,
+            });
+        }
+        self.claim.state.lease = None;
+        self.save().await?;
+        self.drop_old_tail().await;
+        Ok(self.claim.state.plaintext_size())
     }
 
     /// After a storage failure: records what was durably stored and releases the claim,
@@ -983,6 +1549,8 @@ impl Appender {
         if let Err(e) = self.settle().await {
             tracing::debug!(upload = %self.id, error = %e, "part in flight failed too");
         }
+        // Parts of an encrypted append are recorded only with its tail.
+        self.new_parts.clear();
         self.claim.state.lease = None;
         if let Err(e) = self.save().await {
             tracing::warn!(upload = %self.id, error = %e, "could not release the upload after a failed append");
@@ -1026,9 +1594,10 @@ async fn commit_claimed(
     digest: Digest,
     claim: &mut Claim,
 ) -> Result<u64, BlobError> {
-    let size = claim.state.size;
-    let hashed = if claim.state.hash.algorithm() == digest.algorithm() {
-        let computed = claim.state.hash.clone().finish().map_err(|e| {
+    let (hash, key) = prepare_hash(inner, id, &claim.state).await?;
+    let size = claim.state.plaintext_size();
+    let hashed = if hash.algorithm() == digest.algorithm() {
+        let computed = hash.finish().map_err(|e| {
             BlobError::Io(io::Error::other(format!(
                 "upload {id}: digest of the hash state: {e}"
             )))
@@ -1044,21 +1613,29 @@ async fn commit_claimed(
     } else {
         false
     };
-    let source = inner.stage(id, claim).await?;
-    if let Source::Object(key) = &source {
-        let staged = inner.head("HEAD of staged upload", key).await?;
-        if staged != Some(size) {
+    let source = inner.stage(id, claim, key.as_ref()).await?;
+    if let Source::Object(object) = &source {
+        let expected = match &key {
+            Some(_) => ciphertext_len(size)
+                .map_err(|e| crypt_fail(format_args!("upload {id}: {size} bytes"), e))?,
+            None => size,
+        };
+        let staged = inner.head("HEAD of staged upload", object).await?;
+        if staged != Some(expected) {
             return Err(BlobError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "staged upload s3://{}/{key} has {staged:?} bytes; the upload state says {size}",
+                    "staged upload s3://{}/{object} has {staged:?} bytes; the upload state says {expected}",
                     inner.bucket
                 ),
             )));
         }
     }
     if !hashed {
-        let computed = inner.hash_source(&source, digest.algorithm()).await?;
+        let plain = key.as_ref().map(|k| (&k.key, size));
+        let computed = inner
+            .hash_source(&source, digest.algorithm(), plain)
+            .await?;
         if computed != digest {
             inner.discard(id, Some(&claim.state)).await?;
             return Err(BlobError::DigestMismatch {
@@ -1068,8 +1645,16 @@ async fn commit_claimed(
         }
     }
     let dest = inner.blob_key(&digest);
-    // Blobs are immutable and content-addressed: one already there is this one.
-    if inner.head("HEAD of blob", &dest).await?.is_none() {
+    // Blobs are immutable and content-addressed: one already there is this one. An
+    // encrypted blob's envelope is stored before the blob.
+    let mut publish = inner.head("HEAD of blob", &dest).await?.is_none();
+    if let (true, Some(key)) = (publish, &key) {
+        publish = inner
+            .publish_envelope(id, claim, &digest, &key.envelope)
+            .await?;
+    }
+    let attempts = if publish { PAIR_ATTEMPTS } else { 0 };
+    for attempt in 1..=attempts {
         match &source {
             Source::Empty => {
                 inner
@@ -1078,14 +1663,38 @@ async fn commit_claimed(
                     .await
                     .map_err(|e| inner.fail("PUT of empty blob", &dest, e))?;
             }
-            Source::Object(key) => {
+            Source::Object(object) => {
                 inner
                     .s3
-                    .copy(key, &dest)
+                    .copy(object, &dest)
                     .await
-                    .map_err(|e| inner.fail(&format!("CopyObject from {key}"), &dest, e))?;
+                    .map_err(|e| inner.fail(&format!("CopyObject from {object}"), &dest, e))?;
             }
         }
+        let Some(key) = &key else {
+            break;
+        };
+        // Another commit of the same content may have written its envelope or its
+        // blob between ours (a conditional create that is not atomic on some
+        // servers, or a replaced envelope): whoever wrote last sees the pair
+        // mismatched here and writes its own pair again.
+        if inner.pair_consistent(&digest).await? {
+            break;
+        }
+        if attempt >= PAIR_ATTEMPTS {
+            return Err(BlobError::Io(io::Error::other(format!(
+                "upload {id}: blob {digest}: its envelope and its bytes kept coming from different commits ({PAIR_ATTEMPTS} attempts)"
+            ))));
+        }
+        tracing::warn!(upload = id, %digest, attempt, "blob and envelope written by different commits; writing this commit's pair again");
+        let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]);
+        tokio::time::sleep(Duration::from_millis((20 + jitter) * u64::from(attempt))).await;
+        let env_key = inner.blob_envelope_key(&digest);
+        inner
+            .s3
+            .put(&env_key, key.envelope.clone().into())
+            .await
+            .map_err(|e| inner.fail("PUT of blob envelope", &env_key, e))?;
     }
     inner.discard(id, Some(&claim.state)).await?;
     Ok(size)
@@ -1100,20 +1709,46 @@ impl BlobStore for S3BlobStore {
                 format!("upload id {id:?} is not 1 to {MAX_ID_LEN} characters of A-Za-z0-9_-"),
             )));
         }
-        let key = self.inner.state_key(id);
-        let state = UploadState::new(self.inner.part_size);
-        let body = serde_json::to_vec(&state)
-            .map_err(|e| BlobError::Io(io::Error::other(format!("upload state of {id}: {e}"))))?;
-        let options = PutOptions {
+        let exists = || {
+            BlobError::Io(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("upload {id} already exists"),
+            ))
+        };
+        let create = || PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self.inner.s3.put_opts(&key, body.into(), options).await {
+        let state = match &self.inner.keyring {
+            None => UploadState::new(self.inner.part_size),
+            Some(keyring) => {
+                // The envelope first: a state that says "encrypted" always has one.
+                let envelope = Envelope::new(keyring, &[keyring.current_id()])
+                    .map_err(|e| crypt_fail(format_args!("upload {id}: new envelope"), e))?;
+                let data_key = envelope
+                    .data_key(keyring)
+                    .map_err(|e| crypt_fail(format_args!("upload {id}: new envelope"), e))?;
+                let hash = seal_hash(&data_key, id, &ResumableHasher::new(Algorithm::Sha256))?;
+                let key = self.inner.envelope_key(id);
+                match self
+                    .inner
+                    .s3
+                    .put_opts(&key, envelope.to_bytes().into(), create())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(object_store::Error::AlreadyExists { .. }) => return Err(exists()),
+                    Err(e) => return Err(self.inner.fail("PUT of new upload envelope", &key, e)),
+                }
+                UploadState::new_encrypted(self.inner.part_size, hash)
+            }
+        };
+        let key = self.inner.state_key(id);
+        let body = serde_json::to_vec(&state)
+            .map_err(|e| BlobError::Io(io::Error::other(format!("upload state of {id}: {e}"))))?;
+        match self.inner.s3.put_opts(&key, body.into(), create()).await {
             Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(BlobError::Io(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("upload {id} already exists"),
-            ))),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(exists()),
             Err(e) => Err(self.inner.fail("PUT of new upload state", &key, e)),
         }
     }
@@ -1136,7 +1771,7 @@ impl BlobStore for S3BlobStore {
             return Err(unknown(id));
         }
         match self.inner.load(id).await? {
-            Some(loaded) => Ok(loaded.state.size),
+            Some(loaded) => Ok(loaded.state.plaintext_size()),
             None => Err(unknown(id)),
         }
     }
@@ -1168,9 +1803,30 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
-        self.inner
-            .head("HEAD of blob", &self.inner.blob_key(digest))
-            .await
+        let inner = &self.inner;
+        let key = inner.blob_key(digest);
+        let Some(size) = inner.head("HEAD of blob", &key).await? else {
+            return Ok(None);
+        };
+        if inner.keyring.is_none() {
+            return Ok(Some(size));
+        }
+        // The envelope after the blob: it is written before it.
+        let envelope = inner.blob_envelope_key(digest);
+        if inner
+            .head("HEAD of blob envelope", &envelope)
+            .await?
+            .is_none()
+        {
+            return Ok(Some(size));
+        }
+        let plain = plaintext_len(size).map_err(|e| {
+            crypt_fail(
+                format_args!("blob {digest}: s3://{}/{key}", inner.bucket),
+                e,
+            )
+        })?;
+        Ok(Some(plain))
     }
 
     async fn read(
@@ -1180,37 +1836,79 @@ impl BlobStore for S3BlobStore {
     ) -> Result<ByteStream, BlobError> {
         let inner = &self.inner;
         let key = inner.blob_key(digest);
-        let mut options = GetOptions::default();
-        if let Some(r) = &range {
-            let size = inner
-                .head("HEAD of blob", &key)
-                .await?
-                .ok_or_else(|| BlobError::BlobUnknown(digest.clone()))?;
-            if !(r.start < r.end && r.end <= size) {
-                return Err(BlobError::RangeNotSatisfiable {
-                    start: r.start,
-                    end: r.end,
-                    size,
-                });
+        let what = format!("blob {digest}: s3://{}/{key}", inner.bucket);
+        let get = |options: GetOptions| async {
+            match inner.reader.get_opts(&key, options).await {
+                Ok(r) => Ok(r),
+                Err(object_store::Error::NotFound { .. }) => {
+                    Err(BlobError::BlobUnknown(digest.clone()))
+                }
+                Err(e) => Err(inner.fail("GET of blob", &key, e)),
             }
-            options.range = Some(GetRange::Bounded(r.clone()));
-        }
-        let result = match inner.reader.get_opts(&key, options).await {
-            Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(BlobError::BlobUnknown(digest.clone()))
-            }
-            Err(e) => return Err(inner.fail("GET of blob", &key, e)),
         };
-        let what = format!("S3 GET of s3://{}/{key}", inner.bucket);
-        let stream = result
-            .into_stream()
-            .map_err(move |e| io::Error::other(format!("{what} failed while streaming: {e}")));
-        Ok(Box::pin(stream))
+        let stream_of =
+            |result: object_store::GetResult| -> ByteStream {
+                let what = format!("S3 GET of s3://{}/{key}", inner.bucket);
+                Box::pin(result.into_stream().map_err(move |e| {
+                    io::Error::other(format!("{what} failed while streaming: {e}"))
+                }))
+            };
+        let decrypted = |stream: ByteStream| -> ByteStream {
+            let what = what.clone();
+            Box::pin(stream.map_err(move |e| io::Error::new(e.kind(), format!("{what}: {e}"))))
+        };
+        // The blob is looked at before its envelope, which is written before it: an
+        // envelope missing after the blob was seen means an unencrypted blob.
+        let Some(r) = range else {
+            let result = get(GetOptions::default()).await?;
+            let size = result.meta.size;
+            let Some(data_key) = inner.blob_data_key(digest).await? else {
+                return Ok(stream_of(result));
+            };
+            let plain = plaintext_len(size).map_err(|e| crypt_fail(&what, e))?;
+            let decryptor =
+                Decryptor::new(&data_key, 0..plain, plain).map_err(|e| crypt_fail(&what, e))?;
+            return Ok(decrypted(decrypt_stream(decryptor, stream_of(result))));
+        };
+        let size = inner
+            .head("HEAD of blob", &key)
+            .await?
+            .ok_or_else(|| BlobError::BlobUnknown(digest.clone()))?;
+        let data_key = inner.blob_data_key(digest).await?;
+        let plain = match &data_key {
+            Some(_) => plaintext_len(size).map_err(|e| crypt_fail(&what, e))?,
+            None => size,
+        };
+        if !(r.start < r.end && r.end <= plain) {
+            return Err(BlobError::RangeNotSatisfiable {
+                start: r.start,
+                end: r.end,
+                size: plain,
+            });
+        }
+        let Some(data_key) = data_key else {
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(r)),
+                ..GetOptions::default()
+            };
+            return Ok(stream_of(get(options).await?));
+        };
+        let fetch = ciphertext_range(r.clone(), plain).map_err(|e| crypt_fail(&what, e))?;
+        let decryptor = Decryptor::new(&data_key, r, plain).map_err(|e| crypt_fail(&what, e))?;
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(fetch)),
+            ..GetOptions::default()
+        };
+        let result = get(options).await?;
+        Ok(decrypted(decrypt_stream(decryptor, stream_of(result))))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
-        self.inner.delete_key(&self.inner.blob_key(digest)).await
+        // The blob first: a visible blob always has its envelope.
+        self.inner.delete_key(&self.inner.blob_key(digest)).await?;
+        self.inner
+            .delete_key(&self.inner.blob_envelope_key(digest))
+            .await
     }
 
     async fn list_uploads(&self) -> Result<Vec<String>, BlobError> {
@@ -1239,7 +1937,8 @@ impl BlobStore for S3BlobStore {
         digest: &Digest,
         expires_in: Duration,
     ) -> Result<Option<String>, BlobError> {
-        if !self.inner.redirect {
+        // An encrypted store's objects are ciphertext: no URL to them is handed out.
+        if !self.inner.redirect || self.inner.keyring.is_some() {
             return Ok(None);
         }
         let key = self.inner.blob_key(digest);
