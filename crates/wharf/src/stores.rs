@@ -147,14 +147,13 @@ pub async fn open_blobs(
             Ok(Arc::new(store))
         }
         BlobLocation::S3(url) => {
-            if keyring.is_some() {
-                anyhow::bail!(
-                    "encryption at rest (--encryption-key-file) is not available with S3 blob \
-                     storage yet; use the bucket's server-side encryption for now"
-                );
+            let what = || format!("opening blob store {}", redact(url));
+            let config = wharf_blob_s3::S3Config::from_url(url).with_context(what)?;
+            let store = match keyring {
+                Some(k) => wharf_blob_s3::S3BlobStore::with_keyring(config, k),
+                None => wharf_blob_s3::S3BlobStore::new(config),
             }
-            let store = wharf_blob_s3::S3BlobStore::from_url(url)
-                .with_context(|| format!("opening blob store {}", redact(url)))?;
+            .with_context(what)?;
             Ok(Arc::new(store))
         }
     }

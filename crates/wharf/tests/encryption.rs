@@ -171,3 +171,37 @@ fn a_missing_key_file_stops_the_server_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope.keys"), "{err}");
 }
+
+/// The same on PostgreSQL + S3: the bucket holds no plaintext (objects and the parts of
+/// open multipart uploads, as files of the private S3 server), and pulls decrypt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_in_s3_are_encrypted_at_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key_file = tmp.path().join("master.keys");
+    keys(&["generate"], &key_file);
+    let key_arg = key_file.to_str().unwrap().to_string();
+    let engines = common::Engines::shared();
+    let srv = common::Server::start_on(engines.clone(), &["--encryption-key-file", &key_arg]);
+    let reg = Reg::new(&srv.url);
+    let layer = pattern(9 << 20);
+    let digest = reg.push_blob("secret/s3", &layer).await;
+    reg.assert_blob("secret/s3", &layer).await;
+    let ranged = reg
+        .send(
+            reg.at(Method::GET, &format!("/v2/secret/s3/blobs/{digest}"))
+                .header("range", "bytes=8388000-8389000"),
+        )
+        .await;
+    ranged.expect(206);
+    assert_eq!(&ranged.body[..], &layer[8_388_000..=8_389_000]);
+    // Raw bytes: every object of the bucket, read straight from the S3 server.
+    let objects = common::list_bucket(&engines);
+    assert!(!objects.is_empty(), "nothing in the bucket");
+    let windows: std::collections::HashSet<&[u8]> = layer.chunks_exact(32).collect();
+    for (key, bytes) in &objects {
+        assert!(
+            !bytes.windows(32).any(|w| windows.contains(w)),
+            "plaintext found in object {key}"
+        );
+    }
+}

@@ -437,3 +437,53 @@ pub fn push(srv: &Server, auth: &str, host: Option<&str>, repo: &str, tag: &str)
         &srv.at(&format!("/v2/{repo}/manifests/{tag}")),
     ])
 }
+
+/// Every object of the bucket of `engines` (key, bytes), fetched with the AWS CLI
+/// straight from the S3 server.
+pub fn list_bucket(engines: &Engines) -> Vec<(String, Vec<u8>)> {
+    let url = engines.blobs.as_deref().expect("S3 engines");
+    let rest = url.strip_prefix("s3://").expect("an s3:// URL");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let endpoint = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("endpoint="))
+        .expect("an endpoint");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("aws")
+        .args([
+            "s3",
+            "sync",
+            &format!("s3://{path}"),
+            &tmp.path().to_string_lossy(),
+        ])
+        .args(["--endpoint-url", endpoint, "--only-show-errors"])
+        .envs(engines.env.iter().map(|(k, v)| (k, v)))
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("aws CLI runs");
+    assert!(
+        out.status.success(),
+        "aws s3 sync: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut objects = Vec::new();
+    let mut stack = vec![tmp.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let key = p
+                    .strip_prefix(tmp.path())
+                    .unwrap_or(&p)
+                    .display()
+                    .to_string();
+                objects.push((key, std::fs::read(&p).expect("read object")));
+            }
+        }
+    }
+    objects
+}
