@@ -533,6 +533,10 @@ def main():
         write_random(blob, size)
 
         servers.append(start_wharf(work))
+        key_file = os.path.join(work, "master.keys")
+        subprocess.run([os.environ["WHARF_BIN"], "keys", "generate", "--key-file", key_file],
+                       check=True, capture_output=True)
+        servers.append(start_wharf(work, ENCRYPTED, (["--encryption-key-file", key_file], {})))
         shared = shared_engines()
         replica2 = None
         if shared:
@@ -718,6 +722,7 @@ def main():
 
 
 SHARED = "Wharf PG+S3"
+ENCRYPTED = "Wharf encrypted"
 
 
 def report(results, size):
@@ -784,6 +789,14 @@ def report(results, size):
             line += f"  {cell(p, fmt):>12}  {pr:>10}"
         print(line)
     print()
+    costs = []
+    for label, metric in [("push monolithic", "push 1 GiB monolithic"), ("push chunked", "push 1 GiB chunked"),
+                          ("pull", "pull 1 GiB"), ("skopeo pull", "skopeo pull image")]:
+        plain, enc = get(metric, "Wharf"), get(metric, ENCRYPTED)
+        if plain and enc:
+            costs.append(f"{label} {enc:.2f} s vs {plain:.2f} s ({(enc / plain - 1) * 100:+.0f}%)")
+    if costs:
+        print("encryption at rest (filesystem), encrypted vs plain: " + "; ".join(costs))
     for name, label in [("busybox", "busybox httpd"), ("python", "python3 -m http.server"),
                         ("s3", "the S3 server (s3s-fs) directly, presigned GET")]:
         t = get("pull 1 GiB", name)
