@@ -6,5 +6,6 @@
 //! starts its own instance, stopped when the process exits. Each test asks for a fresh
 //! database or bucket, so tests never see each other's data.
 
+mod daemon;
 pub mod postgres;
 pub mod s3;

@@ -27,12 +27,13 @@
 //! Test databases are not dropped: a private cluster goes away with the process, and a
 //! cluster given by [`ENV`] is expected to be thrown away after the run.
 
+use crate::daemon::Daemon;
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -124,13 +125,11 @@ struct Cluster {
     url: String,
     /// The temporary directory: data directory, socket, log.
     root: PathBuf,
-    /// The server's process id.
-    pid: libc::pid_t,
+    /// The server (`postgres` itself).
+    daemon: Daemon,
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
-/// Set once the server process has exited.
-static EXITED: AtomicBool = AtomicBool::new(false);
 
 /// The private cluster, started on first use (on a blocking thread).
 async fn private_cluster() -> &'static Cluster {
@@ -292,77 +291,12 @@ fn start() -> Result<Cluster, String> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
-    let parent = libc::pid_t::try_from(std::process::id())
-        .map_err(|e| format!("this process's id does not fit a pid_t: {e}"))?;
-    // SAFETY: the closure runs in the forked child before exec, where only
-    // async-signal-safe work is allowed. It makes plain system calls (setgroups,
-    // setgid, setuid, prctl, getppid) on values copied into it, allocates nothing
-    // (errors are built from raw OS error numbers) and touches no lock or shared state.
-    // The user switch comes first because the kernel clears the parent-death signal on
-    // a change of credentials; the getppid check closes the race of a parent that died
-    // before the prctl call.
-    unsafe {
-        cmd.pre_exec(move || {
-            if let Some((uid, gid)) = user {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGQUIT as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-
-    // The parent-death signal follows the thread that forked the child, so the fork
-    // happens on a thread that stays for as long as the server runs: it waits for it.
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("test-postgres".to_string())
-        .spawn(move || match cmd.spawn() {
-            Err(e) => {
-                let _ = sender.send(Err(format!("starting postgres: {e}")));
-            }
-            Ok(mut child) => {
-                let _ = sender.send(Ok(child.id()));
-                let _ = child.wait();
-                EXITED.store(true, Ordering::SeqCst);
-            }
-        })
-        .map_err(|e| format!("starting the thread that runs postgres: {e}"))?;
-    let pid = receiver
-        .recv()
-        .map_err(|e| format!("starting postgres: {e}"))??;
-    let pid = libc::pid_t::try_from(pid).map_err(|e| format!("postgres pid {pid}: {e}"))?;
-
+    let daemon = Daemon::spawn("postgres", cmd, user, libc::SIGQUIT, root.clone())?;
     let cluster = Cluster {
         url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
         root,
-        pid,
+        daemon,
     };
-    // Stop the server and remove its directory when the process exits normally.
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    REGISTERED.call_once(|| {
-        // SAFETY: `stop_at_exit` is an `extern "C" fn()` that never unwinds (it only
-        // makes calls that report failure through return values).
-        unsafe {
-            libc::atexit(stop_at_exit);
-        }
-    });
     wait_until_ready(&cluster, &data, &log_path)?;
     Ok(cluster)
 }
@@ -380,18 +314,15 @@ fn wait_until_ready(cluster: &Cluster, data: &Path, log: &Path) -> Result<(), St
         {
             return Ok(());
         }
-        if EXITED.load(Ordering::SeqCst) || Instant::now() > deadline {
+        if cluster.daemon.exited() || Instant::now() > deadline {
             let mut text = String::new();
             if let Ok(mut f) = std::fs::File::open(log) {
                 let _ = f.read_to_string(&mut text);
             }
-            // SAFETY: kill with a pid of our own child has no memory-safety concerns.
-            unsafe {
-                libc::kill(cluster.pid, libc::SIGQUIT);
-            }
+            cluster.daemon.kill();
             return Err(format!(
                 "postgres {} (log {}): {text}",
-                if EXITED.load(Ordering::SeqCst) {
+                if cluster.daemon.exited() {
                     "exited during start-up"
                 } else {
                     "did not become ready in time"
@@ -401,24 +332,6 @@ fn wait_until_ready(cluster: &Cluster, data: &Path, log: &Path) -> Result<(), St
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// At exit: immediate shutdown of the private server, then removal of its directory.
-extern "C" fn stop_at_exit() {
-    let Some(Ok(cluster)) = CLUSTER.get() else {
-        return;
-    };
-    if !EXITED.load(Ordering::SeqCst) {
-        // SAFETY: signals our own child; no memory is involved.
-        unsafe {
-            libc::kill(cluster.pid, libc::SIGQUIT);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !EXITED.load(Ordering::SeqCst) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&cluster.root);
 }
 
 #[cfg(test)]

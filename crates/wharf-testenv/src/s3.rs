@@ -24,12 +24,12 @@
 //! not deleted: a private server goes away with the process, and a server given by
 //! [`ENV`] is expected to be thrown away after the run.
 
+use crate::daemon::Daemon;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -241,15 +241,12 @@ async fn server() -> &'static Server {
 /// A running private server.
 struct Private {
     server: Server,
-    /// The temporary directory: `data/` (the server's root) and `s3s-fs.log`.
-    dir: PathBuf,
-    /// The server's process id.
-    pid: libc::pid_t,
+    /// The server process (its temporary directory, with `data/` and `s3s-fs.log`, is
+    /// removed at exit).
+    daemon: Daemon,
 }
 
 static PRIVATE: OnceLock<Result<Private, String>> = OnceLock::new();
-/// Set once the server process has exited.
-static EXITED: AtomicBool = AtomicBool::new(false);
 
 /// The private server, started on first use (on a blocking thread).
 async fn private_server() -> &'static Private {
@@ -313,53 +310,7 @@ fn start() -> Result<Private, String> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
-    let parent = libc::pid_t::try_from(std::process::id())
-        .map_err(|e| format!("this process's id does not fit a pid_t: {e}"))?;
-    // SAFETY: the closure runs in the forked child before exec, where only
-    // async-signal-safe work is allowed. It makes two plain system calls (prctl,
-    // getppid) on a value copied into it, allocates nothing (its error is built from a
-    // raw OS error number) and touches no lock or shared state. The getppid check
-    // closes the race of a parent that died before the prctl call.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-
-    // The parent-death signal follows the thread that forked the child, so the fork
-    // happens on a thread that stays for as long as the server runs: it waits for it.
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("test-s3s-fs".to_string())
-        .spawn(move || match cmd.spawn() {
-            Err(e) => {
-                let _ = sender.send(Err(format!("starting {}: {e}", bin.display())));
-            }
-            Ok(mut child) => {
-                let _ = sender.send(Ok(child.id()));
-                let _ = child.wait();
-                EXITED.store(true, Ordering::SeqCst);
-            }
-        })
-        .map_err(|e| format!("starting the thread that runs s3s-fs: {e}"))?;
-    let pid = receiver
-        .recv()
-        .map_err(|e| format!("starting s3s-fs: {e}"))??;
-    let pid = libc::pid_t::try_from(pid).map_err(|e| format!("s3s-fs pid {pid}: {e}"))?;
-
+    let daemon = Daemon::spawn("s3s-fs", cmd, None, libc::SIGKILL, dir)?;
     let private = Private {
         server: Server {
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -367,18 +318,8 @@ fn start() -> Result<Private, String> {
             secret_key: PRIVATE_SECRET_KEY.to_string(),
             root: Some(root),
         },
-        dir,
-        pid,
+        daemon,
     };
-    // Kill the server and remove its directory when the process exits normally.
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    REGISTERED.call_once(|| {
-        // SAFETY: `stop_at_exit` is an `extern "C" fn()` that never unwinds (it only
-        // makes calls that report failure through return values).
-        unsafe {
-            libc::atexit(stop_at_exit);
-        }
-    });
     wait_until_ready(
         &private,
         SocketAddr::from(([127, 0, 0, 1], port)),
@@ -394,18 +335,15 @@ fn wait_until_ready(private: &Private, addr: SocketAddr, log: &Path) -> Result<(
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(());
         }
-        if EXITED.load(Ordering::SeqCst) || Instant::now() > deadline {
+        if private.daemon.exited() || Instant::now() > deadline {
             let mut text = String::new();
             if let Ok(mut f) = std::fs::File::open(log) {
                 let _ = f.read_to_string(&mut text);
             }
-            // SAFETY: kill with a pid of our own child has no memory-safety concerns.
-            unsafe {
-                libc::kill(private.pid, libc::SIGKILL);
-            }
+            private.daemon.kill();
             return Err(format!(
                 "s3s-fs {} (log {}): {text}",
-                if EXITED.load(Ordering::SeqCst) {
+                if private.daemon.exited() {
                     "exited during start-up"
                 } else {
                     "did not accept connections in time"
@@ -414,24 +352,5 @@ fn wait_until_ready(private: &Private, addr: SocketAddr, log: &Path) -> Result<(
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// At exit: kills the private server, then removes its directory.
-extern "C" fn stop_at_exit() {
-    if let Some(Ok(private)) = PRIVATE.get() {
-        if !EXITED.load(Ordering::SeqCst) {
-            // SAFETY: kill with a pid of our own child has no memory-safety concerns.
-            unsafe {
-                libc::kill(private.pid, libc::SIGKILL);
-            }
-            // Give it a moment to go, so that it writes nothing into the directory
-            // being removed.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while !EXITED.load(Ordering::SeqCst) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&private.dir);
     }
 }
