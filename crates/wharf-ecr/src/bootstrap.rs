@@ -27,19 +27,31 @@ pub async fn ensure_admin(
     given: Option<(String, String)>,
 ) -> Result<Bootstrap, MetaError> {
     if let Some((id, secret)) = given {
-        return match meta.get_access_key(&id).await? {
-            Some(k) if k.secret_access_key == secret && k.account_id == account_id => {
-                Ok(Bootstrap::Existing)
+        // Replicas started together with the same configured key race to create it:
+        // whoever loses finds it made and checks it like any existing key.
+        for _ in 0..2 {
+            match meta.get_access_key(&id).await? {
+                Some(k) if k.secret_access_key == secret && k.account_id == account_id => {
+                    return Ok(Bootstrap::Existing)
+                }
+                Some(_) => {
+                    return Err(MetaError::InvalidSetting(format!(
+                        "configured admin access key {id} exists with another secret or account"
+                    )))
+                }
+                None => {
+                    let key = admin_key(account_id, id.clone(), secret.clone());
+                    match meta.create_access_key(&key).await {
+                        Ok(()) => return Ok(Bootstrap::Existing),
+                        Err(MetaError::AccessKeyExists(_)) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
             }
-            Some(_) => Err(MetaError::InvalidSetting(format!(
-                "configured admin access key {id} exists with another secret or account"
-            ))),
-            None => {
-                let key = admin_key(account_id, id, secret);
-                meta.create_access_key(&key).await?;
-                Ok(Bootstrap::Existing)
-            }
-        };
+        }
+        return Err(MetaError::Backend(format!(
+            "admin access key {id} was reported to exist but cannot be read"
+        )));
     }
     if !meta.list_access_keys(account_id).await?.is_empty() {
         return Ok(Bootstrap::Existing);

@@ -408,3 +408,21 @@ async fn downloads_can_be_redirected_to_the_bucket() {
     assert_eq!(fetched.status(), 200);
     assert_eq!(&fetched.bytes().await.unwrap()[..], &data[..]);
 }
+
+/// Replicas started at the same moment on fresh engines with one configured
+/// administrator key all come up (they race to create the key, the schema, the user).
+#[test]
+fn replicas_starting_together_all_come_up() {
+    let engines = Engines::shared();
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            let e = engines.clone();
+            std::thread::spawn(move || Server::start_on(e, &[]))
+        })
+        .collect();
+    let servers: Vec<Server> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+    for srv in &servers {
+        let listed = common::aws_admin(srv, &["ecr", "describe-repositories"]);
+        assert!(listed["repositories"].is_array(), "{listed}");
+    }
+}
