@@ -3,21 +3,22 @@
 //! replicas, no plaintext in the bucket, tampering, and blobs stored before encryption.
 
 use base64::Engine;
-use bytes::Bytes;
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
 use std::collections::HashSet;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use wharf_blob::{testsuite, BlobError, BlobStore, ByteStream};
+use wharf_blob::{testsuite, BlobError, BlobStore};
 use wharf_blob_s3::{S3BlobStore, S3Config};
 use wharf_crypt::{Keyring, RECORD_LEN, SEGMENT};
-use wharf_oci::{Algorithm, Digest};
+use wharf_oci::Algorithm;
 use wharf_testenv::s3::Bucket;
+
+mod common;
+use common::{body, content, files_under, read_all, try_read_all};
 
 const MIB: usize = 1 << 20;
 
@@ -60,70 +61,6 @@ fn raw(bucket: &Bucket) -> AmazonS3 {
         .unwrap()
 }
 
-/// `len` pseudo-random bytes, distinct for each `seed`.
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn body(data: &[u8], chunk: usize) -> ByteStream {
-    let chunks: Vec<io::Result<Bytes>> = data
-        .chunks(chunk.max(1))
-        .map(|c| Ok(Bytes::copy_from_slice(c)))
-        .collect();
-    Box::pin(stream::iter(chunks))
-}
-
-async fn try_read_all(
-    store: &dyn BlobStore,
-    digest: &Digest,
-    range: Option<std::ops::Range<u64>>,
-) -> io::Result<Vec<u8>> {
-    let mut s = store.read(digest, range).await.map_err(io::Error::other)?;
-    let mut out = Vec::new();
-    while let Some(c) = s.next().await {
-        out.extend_from_slice(&c?);
-    }
-    Ok(out)
-}
-
-async fn read_all(
-    store: &dyn BlobStore,
-    digest: &Digest,
-    range: Option<std::ops::Range<u64>>,
-) -> Vec<u8> {
-    try_read_all(store, digest, range).await.unwrap()
-}
-
-/// Every file under `dir` (relative paths), sorted; empty if `dir` does not exist.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(base, &path, out);
-            } else if let Ok(rel) = path.strip_prefix(base) {
-                out.push(rel.to_path_buf());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_suite_encrypted() {
     let bucket = wharf_testenv::s3::bucket().await;
@@ -164,32 +101,7 @@ async fn encrypted_replicas_take_turns_on_one_upload() {
     let data = content(1, total);
     let digest = Algorithm::Sha256.digest(&data);
     a.start_upload("turns").await.unwrap();
-    let mut offset = 0usize;
-    for (i, size) in sizes.iter().enumerate() {
-        let replica: &dyn BlobStore = if i % 2 == 0 { &a } else { &b };
-        let other: &dyn BlobStore = if i % 2 == 0 { &b } else { &a };
-        let chunk = if i % 3 == 0 { *size } else { 65_537 };
-        let staged = replica
-            .append_upload(
-                "turns",
-                offset as u64,
-                body(&data[offset..offset + size], chunk),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("append {i} of {size} bytes at {offset}: {e}"));
-        offset += size;
-        assert_eq!(staged, offset as u64, "append {i}");
-        assert_eq!(other.upload_size("turns").await.unwrap(), offset as u64);
-        if i == 4 {
-            match other
-                .append_upload("turns", (offset - size) as u64, body(b"late", 4))
-                .await
-            {
-                Err(BlobError::OffsetMismatch { size: s, .. }) => assert_eq!(s, offset as u64),
-                r => panic!("stale append: {r:?}"),
-            }
-        }
-    }
+    common::take_turns(&a, &b, "turns", &sizes, &data).await;
     // The last append was on `b`'s turn: commit on `a`.
     assert_eq!(
         a.commit_upload("turns", &digest).await.unwrap(),
