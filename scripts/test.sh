@@ -59,7 +59,7 @@ step "${runner[*]} --workspace  (SQLite + filesystem)"
 # (serve.rs is about the data directory, TLS and signals of one process; the
 # clients' suite runs on both through skopeo, podman and docker.)
 E2E=(conformance manifests discovery management robustness immutability crash
-     clients ecr_api ecr_images registry_auth iam boto3)
+     clients ecr_api ecr_images registry_auth iam boto3 encryption)
 step "${runner[*]} -p wharf  (PostgreSQL + S3)"
 e2e_args=()
 for t in "${E2E[@]}"; do e2e_args+=(--test "$t"); done

@@ -156,6 +156,10 @@ use wharf_crypt::{
 };
 use wharf_oci::{Algorithm, Digest, ResumableHasher, SavedHash};
 
+/// Conditional rewrites of a blob's envelope tried before giving up while other
+/// writers keep changing it.
+const ENVELOPE_UPDATE_ATTEMPTS: usize = 16;
+
 /// Times a commit writes its blob and envelope before giving up when another commit of
 /// the same content keeps interleaving with it.
 const PAIR_ATTEMPTS: u32 = 8;
@@ -1008,6 +1012,63 @@ impl Inner {
             .map_err(|e| crypt_fail(what, e))
     }
 
+    /// Rewrites blob `digest`'s envelope through `change` (which says whether it changed
+    /// anything) with a conditional PUT, again from a fresh read when another writer
+    /// got there first. `false` when the blob is stored unencrypted; `BlobUnknown` when
+    /// it is absent.
+    async fn update_envelope(
+        &self,
+        digest: &Digest,
+        change: impl Fn(&mut Envelope) -> Result<bool, CryptError>,
+    ) -> Result<bool, BlobError> {
+        let key = self.blob_envelope_key(digest);
+        let what = || format!("blob {digest}: envelope s3://{}/{key}", self.bucket);
+        for _ in 0..ENVELOPE_UPDATE_ATTEMPTS {
+            let (bytes, version) = match self.s3.get(&key).await {
+                Ok(r) => {
+                    let version = UpdateVersion {
+                        e_tag: r.meta.e_tag.clone(),
+                        version: r.meta.version.clone(),
+                    };
+                    let bytes = r
+                        .bytes()
+                        .await
+                        .map_err(|e| self.fail("GET of blob envelope", &key, e))?;
+                    (bytes, version)
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    let blob = self.blob_key(digest);
+                    return match self.head("HEAD of blob", &blob).await? {
+                        Some(_) => Ok(false),
+                        None => Err(BlobError::BlobUnknown(digest.clone())),
+                    };
+                }
+                Err(e) => return Err(self.fail("GET of blob envelope", &key, e)),
+            };
+            let mut envelope = Envelope::from_bytes(&bytes).map_err(|e| crypt_fail(what(), e))?;
+            if !change(&mut envelope).map_err(|e| crypt_fail(what(), e))? {
+                return Ok(false);
+            }
+            let options = PutOptions {
+                mode: PutMode::Update(version),
+                ..PutOptions::default()
+            };
+            match self
+                .s3
+                .put_opts(&key, envelope.to_bytes().into(), options)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::Precondition { .. }) => continue,
+                Err(e) => return Err(self.fail("conditional PUT of blob envelope", &key, e)),
+            }
+        }
+        Err(BlobError::Io(io::Error::other(format!(
+            "{}: others kept changing it ({ENVELOPE_UPDATE_ATTEMPTS} attempts)",
+            what()
+        ))))
+    }
+
     /// Whether blob `digest`'s envelope opens its last record (so that the two were
     /// written by the same commit). `false` when either is missing.
     async fn pair_consistent(&self, digest: &Digest) -> Result<bool, BlobError> {
@@ -1653,6 +1714,23 @@ async fn commit_claimed(
             .publish_envelope(id, claim, &digest, &key.envelope)
             .await?;
     }
+    if let (false, Some(key)) = (publish, &key) {
+        // Already stored: the keys this upload was wrapped for may now open it too.
+        if let Some(keyring) = &inner.keyring {
+            let ours = Envelope::from_bytes(&key.envelope)
+                .map_err(|e| crypt_fail(format_args!("upload {id}: envelope"), e))?;
+            let ids: Vec<String> = ours.key_ids().into_iter().map(str::to_string).collect();
+            inner
+                .update_envelope(&digest, |env| {
+                    let mut changed = false;
+                    for key_id in &ids {
+                        changed |= env.add_wrap(keyring, key_id)?;
+                    }
+                    Ok(changed)
+                })
+                .await?;
+        }
+    }
     let attempts = if publish { PAIR_ATTEMPTS } else { 0 };
     for attempt in 1..=attempts {
         match &source {
@@ -1703,6 +1781,29 @@ async fn commit_claimed(
 #[async_trait]
 impl BlobStore for S3BlobStore {
     async fn start_upload(&self, id: &str) -> Result<(), BlobError> {
+        self.start_upload_for_key(id, None).await
+    }
+
+    async fn grant_key(&self, digest: &Digest, key: Option<&str>) -> Result<bool, BlobError> {
+        let Some(keyring) = self.inner.keyring.clone() else {
+            return Ok(false);
+        };
+        let key = key.unwrap_or(keyring.current_id()).to_string();
+        self.inner
+            .update_envelope(digest, |env| env.add_wrap(&keyring, &key))
+            .await
+    }
+
+    async fn rotate_keys(&self, digest: &Digest) -> Result<bool, BlobError> {
+        let Some(keyring) = self.inner.keyring.clone() else {
+            return Ok(false);
+        };
+        self.inner
+            .update_envelope(digest, |env| env.rotate(&keyring))
+            .await
+    }
+
+    async fn start_upload_for_key(&self, id: &str, key: Option<&str>) -> Result<(), BlobError> {
         if !valid_id(id) {
             return Err(BlobError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -1723,7 +1824,7 @@ impl BlobStore for S3BlobStore {
             None => UploadState::new(self.inner.part_size),
             Some(keyring) => {
                 // The envelope first: a state that says "encrypted" always has one.
-                let envelope = Envelope::new(keyring, &[keyring.current_id()])
+                let envelope = Envelope::new(keyring, &[key.unwrap_or(keyring.current_id())])
                     .map_err(|e| crypt_fail(format_args!("upload {id}: new envelope"), e))?;
                 let data_key = envelope
                     .data_key(keyring)

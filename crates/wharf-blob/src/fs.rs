@@ -760,6 +760,10 @@ async fn append_encrypted(
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn start_upload(&self, id: &str) -> Result<(), BlobError> {
+        self.start_upload_for_key(id, None).await
+    }
+
+    async fn start_upload_for_key(&self, id: &str, key: Option<&str>) -> Result<(), BlobError> {
         if !valid_id(id) {
             return Err(BlobError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -768,10 +772,12 @@ impl BlobStore for FsBlobStore {
         }
         if let Some(keyring) = self.keyring.clone() {
             let (dir, id_owned) = (self.uploads_dir(), id.to_string());
-            let state =
-                tokio::task::spawn_blocking(move || encrypted::start(&dir, &id_owned, &keyring))
-                    .await
-                    .map_err(join_error)??;
+            let key = key.map(str::to_string);
+            let state = tokio::task::spawn_blocking(move || {
+                encrypted::start(&dir, &id_owned, &keyring, key.as_deref())
+            })
+            .await
+            .map_err(join_error)??;
             *self.slot(id).lock().await = Some(state);
             return Ok(());
         }
@@ -862,7 +868,15 @@ impl BlobStore for FsBlobStore {
             if let Some(keyring) = &keyring {
                 if let Some(st) = encrypted::load(&dir, &id_owned, &file, keyring)? {
                     let state = guard.take();
-                    return encrypted::commit(&dir, &id_owned, file, st, state, expected, &dest);
+                    return encrypted::commit(
+                        &dir,
+                        &id_owned,
+                        file,
+                        st,
+                        state,
+                        (expected, &dest),
+                        keyring,
+                    );
                 }
             }
             let size = meta.len();
@@ -993,6 +1007,31 @@ impl BlobStore for FsBlobStore {
         };
         let file = file.into_std().await;
         Ok(read_stream(file, start, end))
+    }
+
+    async fn grant_key(&self, digest: &Digest, key: Option<&str>) -> Result<bool, BlobError> {
+        let Some(keyring) = self.keyring.clone() else {
+            return Ok(false);
+        };
+        let key = key.unwrap_or(keyring.current_id()).to_string();
+        let (path, digest) = (self.blob_path(digest), digest.clone());
+        tokio::task::spawn_blocking(move || {
+            encrypted::update_envelope(&path, &digest, |env| env.add_wrap(&keyring, &key))
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    async fn rotate_keys(&self, digest: &Digest) -> Result<bool, BlobError> {
+        let Some(keyring) = self.keyring.clone() else {
+            return Ok(false);
+        };
+        let (path, digest) = (self.blob_path(digest), digest.clone());
+        tokio::task::spawn_blocking(move || {
+            encrypted::update_envelope(&path, &digest, |env| env.rotate(&keyring))
+        })
+        .await
+        .map_err(join_error)?
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {

@@ -73,6 +73,33 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Creates an empty staging area for upload `id` (an opaque, URL-safe string).
     async fn start_upload(&self, id: &str) -> Result<(), BlobError>;
 
+    /// [`BlobStore::start_upload`] for a blob of a repository whose blobs are encrypted
+    /// under master key `key` (ECR's `KMS` encryption with a `kmsKey`): an encrypting
+    /// store wraps the upload's data key under that key instead of its default one, and
+    /// fails if it does not hold the key. `None` is the default key. Stores that do not
+    /// encrypt ignore the key.
+    async fn start_upload_for_key(&self, id: &str, key: Option<&str>) -> Result<(), BlobError> {
+        let _ = key;
+        self.start_upload(id).await
+    }
+
+    /// Lets master key `key` (`None`: the default key) open blob `digest` too, because
+    /// a repository encrypted under that key now links it (a mount, or a push of
+    /// content already stored). Returns whether the blob's envelope changed; `false`
+    /// for stores that do not encrypt and for blobs stored unencrypted.
+    async fn grant_key(&self, digest: &Digest, key: Option<&str>) -> Result<bool, BlobError> {
+        let _ = (digest, key);
+        Ok(false)
+    }
+
+    /// After a master key rotation: re-wraps blob `digest`'s data key under the current
+    /// version of every key that wraps it, so that older versions can be retired.
+    /// Returns whether the envelope changed. The blob's bytes are not rewritten.
+    async fn rotate_keys(&self, digest: &Digest) -> Result<bool, BlobError> {
+        let _ = digest;
+        Ok(false)
+    }
+
     /// Streams `data` onto the end of upload `id`, which must currently hold exactly
     /// `offset` bytes. Returns the staged size afterwards. If the body stream fails,
     /// the bytes received before the failure stay staged (the client can ask for the

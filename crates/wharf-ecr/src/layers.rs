@@ -30,11 +30,15 @@ fn upload_not_found(ctx: &Ctx<'_>, name: &str, id: &str) -> EcrError {
 }
 
 async fn repository(ctx: &Ctx<'_>) -> Result<String, EcrError> {
+    Ok(repository_record(ctx).await?.name)
+}
+
+async fn repository_record(ctx: &Ctx<'_>) -> Result<wharf_meta::Repository, EcrError> {
     let name = ctx.repository_name()?;
-    if ctx.meta.get_repository(&name).await?.is_none() {
-        return Err(ctx.missing(&name, &ctx.registry).await);
+    match ctx.meta.get_repository(&name).await? {
+        Some(repo) => Ok(repo),
+        None => Err(ctx.missing(&name, &ctx.registry).await),
     }
-    Ok(name)
 }
 
 async fn session(ctx: &Ctx<'_>, name: &str) -> Result<String, EcrError> {
@@ -46,20 +50,20 @@ async fn session(ctx: &Ctx<'_>, name: &str) -> Result<String, EcrError> {
 }
 
 pub(crate) async fn initiate_layer_upload(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
-    let name = repository(ctx).await?;
+    let repo = repository_record(ctx).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_millis();
     ctx.meta
         .create_upload(&Upload {
             id: id.clone(),
-            repository: name,
+            repository: repo.name.clone(),
             started_at: now,
             updated_at: now,
         })
         .await?;
     ctx.api
         .blobs()
-        .start_upload(&id)
+        .start_upload_for_key(&id, repo.encryption_key())
         .await
         .map_err(blob_error)?;
     Ok(json!({ "uploadId": id, "partSize": PART_SIZE }))

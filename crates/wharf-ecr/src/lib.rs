@@ -39,6 +39,10 @@ pub struct EcrConfig {
     /// With a domain (e.g. `localhost`, or one with wildcard DNS), registries are
     /// addressed ECR's way: `<account>.dkr.ecr.<region>.<domain>[:port]`.
     pub registry_domain: Option<String>,
+    /// Encryption at rest: the master key ids of the registry's key file (the first is
+    /// the default key), which `KMS` repositories may name as `kmsKey`; `None` when
+    /// blobs are not encrypted at rest.
+    pub encryption_keys: Option<Vec<String>>,
 }
 
 pub use wharf_auth::Caller;

@@ -285,6 +285,31 @@ fn tag_policy(input: &Value, required: bool) -> Result<Option<TagPolicy>, EcrErr
     Ok(Some(policy))
 }
 
+/// A repository's `kmsKey` must be a master key of the registry's key file: its blobs
+/// are encrypted under it.
+fn check_kms_key(ctx: &Ctx<'_>, name: &str, key: &str) -> Result<(), EcrError> {
+    let refuse = |why: String| {
+        EcrError::new(
+            400,
+            "KmsException",
+            format!("repository '{name}' cannot use kmsKey '{key}': {why}"),
+        )
+    };
+    match &ctx.api.config().encryption_keys {
+        None => Err(refuse(
+            "encryption at rest is not enabled on this registry (start wharf serve with \
+             --encryption-key-file FILE, and add the key with `wharf keys add KEY --key-file FILE`)"
+                .to_string(),
+        )),
+        Some(keys) if !keys.iter().any(|k| k == key) => Err(refuse(format!(
+            "it is not a key of the registry's key file (it holds: {}); add it with \
+             `wharf keys add '{key}' --key-file FILE` on every replica, then restart them",
+            keys.join(", ")
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 async fn create_repository(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
     let registry = ctx.registry_id()?;
     let name = ctx.repository_name()?;
@@ -319,6 +344,9 @@ async fn create_repository(ctx: &Ctx<'_>) -> Result<Value, EcrError> {
             return Err(EcrError::invalid(
                 "encryptionConfiguration.kmsKey can only be given with encryptionType KMS or KMS_DSSE",
             ));
+        }
+        if let Some(key) = &kms {
+            check_kms_key(ctx, &name, key)?;
         }
         settings.encryption_type = t.to_string();
         settings.kms_key = kms;

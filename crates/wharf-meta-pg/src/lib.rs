@@ -118,6 +118,46 @@ impl Default for PgOptions {
     }
 }
 
+impl PgOptions {
+    /// Takes Wharf's pool parameters (`pool_size`, `pool_timeout`) out of a
+    /// `postgres://` URL's query: the URL without them, and the options they set over
+    /// the defaults. Key-value connection strings are returned unchanged.
+    pub fn from_url(url: &str) -> Result<(String, PgOptions), MetaError> {
+        let mut options = PgOptions::default();
+        let Some((base, query)) = url.split_once('?') else {
+            return Ok((url.to_string(), options));
+        };
+        if !url.contains("://") {
+            return Ok((url.to_string(), options));
+        }
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = |what: &str| {
+                value.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    MetaError::Backend(format!(
+                        "PostgreSQL URL: {key}={value:?} must be a positive whole number ({what})"
+                    ))
+                })
+            };
+            match key {
+                "pool_size" => {
+                    options.max_connections =
+                        usize::try_from(number("connections")?).unwrap_or(usize::MAX)
+                }
+                "pool_timeout" => options.acquire_timeout = Duration::from_secs(number("seconds")?),
+                _ => kept.push(pair),
+            }
+        }
+        let url = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        Ok((url, options))
+    }
+}
+
 /// A metadata, IAM and job store in a PostgreSQL database, safe to share between
 /// several processes (see the [crate documentation](crate) for how).
 #[derive(Clone)]
@@ -139,8 +179,14 @@ impl PgStore {
     /// Connects to the database at `url` (`postgres://user:pass@host:port/db` or
     /// `postgresql://…`, `?host=/socket/dir` for a Unix socket) with default
     /// [`PgOptions`] and brings its schema up to date.
+    ///
+    /// The URL may carry the pool's settings as query parameters of Wharf's own, which
+    /// are taken out before the rest goes to the driver: `pool_size` (most
+    /// connections, default 16) and `pool_timeout` (seconds a call waits for a free
+    /// connection, default 30).
     pub async fn connect(url: &str) -> Result<PgStore, MetaError> {
-        PgStore::connect_with(url, PgOptions::default()).await
+        let (url, options) = PgOptions::from_url(url)?;
+        PgStore::connect_with(&url, options).await
     }
 
     /// [`PgStore::connect`] with explicit pool settings.
@@ -466,5 +512,38 @@ mod tests {
             i32::from_ne_bytes(0x811c_9dc5u32.to_ne_bytes())
         );
         assert_ne!(lock_key("AKIA1"), lock_key("AKIA2"));
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn pool_parameters_are_taken_out_of_the_url() {
+        let (url, o) =
+            PgOptions::from_url("postgres://u:p@h:5/db?pool_size=40&host=/run/pg&pool_timeout=5")
+                .unwrap();
+        assert_eq!(url, "postgres://u:p@h:5/db?host=/run/pg");
+        assert_eq!(o.max_connections, 40);
+        assert_eq!(o.acquire_timeout, Duration::from_secs(5));
+        let (url, o) = PgOptions::from_url("postgres://h/db?pool_size=2").unwrap();
+        assert_eq!((url.as_str(), o.max_connections), ("postgres://h/db", 2));
+        let (url, o) = PgOptions::from_url("postgres://h/db").unwrap();
+        assert_eq!((url.as_str(), o.max_connections), ("postgres://h/db", 16));
+        for bad in [
+            "pool_size=0",
+            "pool_size=x",
+            "pool_timeout=",
+            "pool_size=-1",
+        ] {
+            let e = PgOptions::from_url(&format!("postgres://h/db?{bad}")).unwrap_err();
+            assert!(
+                e.to_string().contains("positive whole number"),
+                "{bad}: {e}"
+            );
+        }
+        let kv = "host=/run/pg dbname=x";
+        assert_eq!(PgOptions::from_url(kv).unwrap().0, kv);
     }
 }

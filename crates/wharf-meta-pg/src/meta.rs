@@ -1099,6 +1099,27 @@ impl MetadataStore for PgStore {
         })
     }
 
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Digest>, MetaError> {
+        let c = self.client().await?;
+        let after = after.map(|d| d.to_string()).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let found = rows(
+            &c,
+            "SELECT digest FROM blobs WHERE digest > $1 ORDER BY digest LIMIT $2",
+            &[&after, &limit],
+            "listing blobs",
+        )
+        .await?;
+        found
+            .iter()
+            .map(|r| Ok(parse_digest(&get::<String>(r, 0)?)?))
+            .collect()
+    }
+
     async fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool, MetaError> {
         let c = self.client().await?;
         let n = exec(

@@ -121,6 +121,17 @@ pub struct Repository {
     pub policy: Option<String>,
 }
 
+impl Repository {
+    /// The master key its blobs are encrypted under: the `kmsKey` of a `KMS` (or
+    /// `KMS_DSSE`) configuration; `None` means the registry's default key.
+    pub fn encryption_key(&self) -> Option<&str> {
+        match self.encryption_type.as_str() {
+            "KMS" | "KMS_DSSE" => self.kms_key.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// Settings fixed when a repository is created (ECR's CreateRepository inputs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositorySettings {
@@ -558,6 +569,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Option<u64>, MetaError>;
     /// Size of `digest` if the registry holds it in any repository, else `None`.
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, MetaError>;
+    /// Every blob the registry records, in digest order (byte order of the digest
+    /// string), after `after` when given, at most `limit`: for maintenance that visits
+    /// every blob (re-wrapping encryption keys, garbage collection).
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Digest>, MetaError>;
     /// Removes `repository`'s link to `digest`. Returns whether a link existed.
     async fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool, MetaError>;
 

@@ -294,6 +294,14 @@ impl MetadataStore for Namespaced {
         self.inner.blob_size(digest).await
     }
 
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Digest>, MetaError> {
+        self.inner.list_blobs(after, limit).await
+    }
+
     async fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool, MetaError> {
         let r = self.inner.unlink_blob(&self.q(repository), digest).await;
         r.map_err(|e| self.err(e))

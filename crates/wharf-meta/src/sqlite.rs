@@ -1375,6 +1375,28 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Digest>, MetaError> {
+        let after = after.map(|d| d.to_string()).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let digests: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT digest FROM blobs WHERE digest > ?1 ORDER BY digest LIMIT ?2",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![after, limit], |r| r.get(0))?
+                        .collect::<Result<_, _>>()
+                })
+                .ctx("listing blobs")?;
+            digests.iter().map(|d| parse_digest(d)).collect()
+        })
+        .await
+    }
+
     async fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool, MetaError> {
         let (repository, digest) = (repository.to_string(), digest.to_string());
         self.write(move |tx| {

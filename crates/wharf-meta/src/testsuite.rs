@@ -589,6 +589,29 @@ pub async fn blobs(store: &dyn MetadataStore) {
         must(store.repository_blob(a, &d1).await, "relink after unlink"),
         Some(11)
     );
+
+    // Every recorded blob, in digest order, one page at a time.
+    let mut seen = Vec::new();
+    let mut after: Option<Digest> = None;
+    loop {
+        let page = must(store.list_blobs(after.as_ref(), 2).await, "list_blobs");
+        assert!(page.len() <= 2, "a page holds at most the limit");
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        seen.extend(page);
+        after = Some(last);
+    }
+    let names: Vec<String> = seen.iter().map(|d| d.to_string()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(names, sorted, "blobs are listed once each, in digest order");
+    for d in [&d1, &d2, &d3] {
+        let recorded = must(store.blob_size(d).await, "blob_size").is_some();
+        assert_eq!(seen.contains(d), recorded, "{d} is listed if recorded");
+    }
+    assert!(seen.contains(&d1));
 }
 
 /// Upload session lifecycle and staleness.

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::io;
 use wharf_blob::ByteStream;
-use wharf_meta::{now_millis, Upload};
+use wharf_meta::{now_millis, Repository, Upload};
 use wharf_oci::{names, Digest};
 
 /// Query parameters of a request (later duplicates win).
@@ -32,9 +32,9 @@ pub(crate) async fn repository_for_push(
     name: &str,
     headers: &HeaderMap,
     peer: Option<std::net::IpAddr>,
-) -> ApiResult<()> {
+) -> ApiResult<Repository> {
     match reg.meta().get_repository(name).await? {
-        Some(_) => Ok(()),
+        Some(repo) => Ok(repo),
         None if reg.config().create_on_push => {
             reg.gate()
                 .admit(&AccessRequest {
@@ -45,8 +45,7 @@ pub(crate) async fn repository_for_push(
                     actions: &["ecr:CreateRepository"],
                 })
                 .await?;
-            reg.meta().ensure_repository(name).await?;
-            Ok(())
+            Ok(reg.meta().ensure_repository(name).await?)
         }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -176,7 +175,7 @@ pub async fn start(reg: &Registry, name: &str, req: Request) -> ApiResult<Respon
     let digest = q.get("digest").map(|d| parse_digest(d)).transpose()?;
     let mount = q.get("mount").map(|d| parse_digest(d)).transpose()?;
     let peer = crate::peer(&req);
-    repository_for_push(reg, name, req.headers(), peer).await?;
+    let repo = repository_for_push(reg, name, req.headers(), peer).await?;
     if let Some(mount) = &mount {
         if let Some(from) = q.get("from") {
             // Mounting reads the blob from `from`: the caller must be able to pull it.
@@ -193,6 +192,8 @@ pub async fn start(reg: &Registry, name: &str, req: Request) -> ApiResult<Respon
                     .await
                     .is_ok();
             if may_read && reg.meta().mount_blob(from, name, mount).await?.is_some() {
+                // The blob may be encrypted under the source repository's key only.
+                reg.blobs().grant_key(mount, repo.encryption_key()).await?;
                 return Ok(blob_created(name, mount));
             }
         }
@@ -209,7 +210,9 @@ pub async fn start(reg: &Registry, name: &str, req: Request) -> ApiResult<Respon
             updated_at: now,
         })
         .await?;
-    reg.blobs().start_upload(&id).await?;
+    reg.blobs()
+        .start_upload_for_key(&id, repo.encryption_key())
+        .await?;
     match digest {
         Some(digest) if mount.is_none() => {
             let (parts, body) = req.into_parts();

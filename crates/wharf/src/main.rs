@@ -68,6 +68,19 @@ enum KeysAction {
         #[command(flatten)]
         file: KeyFileArg,
     },
+    /// After a rotation: re-wrap every blob's data key under the current version of
+    /// each key that wraps it (blobs are not rewritten), so that the older versions'
+    /// lines can then be deleted from the key file. Safe while servers run, and to
+    /// run again.
+    Rewrap {
+        #[command(flatten)]
+        file: KeyFileArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Blob storage, as `wharf serve --blobs` [default: <data-dir>/blobs].
+        #[arg(long, env = "WHARF_BLOBS", hide_env_values = true)]
+        blobs: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -190,13 +203,48 @@ fn main() -> Result<()> {
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::Repo { action } => runtime.block_on(repo(action)),
         Command::Account { action } => runtime.block_on(account(action)),
-        Command::Keys { action } => keys(action),
+        Command::Keys { action } => keys(action, &runtime),
     }
 }
 
-fn keys(action: KeysAction) -> Result<()> {
+/// `wharf keys rewrap`: visits every blob the metadata records.
+async fn rewrap(key_file: &std::path::Path, data: &DataDirArg, blobs: Option<&str>) -> Result<()> {
+    let keyring = stores::open_keyring(key_file)?;
+    let store = data.open().await?;
+    let loc = stores::BlobLocation::resolve(blobs, &data.data_dir);
+    let blobs = stores::open_blobs(&loc, Some(keyring)).await?;
+    let (mut visited, mut changed, mut missing) = (0u64, 0u64, 0u64);
+    let mut after = None;
+    loop {
+        let page = store.meta.list_blobs(after.as_ref(), 500).await?;
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        for digest in &page {
+            visited += 1;
+            match blobs.rotate_keys(digest).await {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                // Recorded but not stored: collected, or never committed.
+                Err(wharf_blob::BlobError::BlobUnknown(_)) => missing += 1,
+                Err(e) => return Err(e).with_context(|| format!("re-wrapping blob {digest}")),
+            }
+        }
+        after = Some(last);
+    }
+    println!(
+        "{visited} blobs visited, {changed} re-wrapped under the current key versions, \
+         {missing} recorded but not in blob storage"
+    );
+    Ok(())
+}
+
+fn keys(action: KeysAction, runtime: &tokio::runtime::Runtime) -> Result<()> {
     use wharf_crypt::Keyring;
     let keyring = match &action {
+        KeysAction::Rewrap { file, data, blobs } => {
+            return runtime.block_on(rewrap(&file.key_file, data, blobs.as_deref()));
+        }
         KeysAction::Generate { file } => Keyring::generate_file(&file.key_file),
         KeysAction::Rotate { key: None, file } => Keyring::rotate_file(&file.key_file),
         KeysAction::Rotate {

@@ -35,6 +35,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         None => None,
     };
     let encrypted = keyring.is_some();
+    let encryption_keys = keyring
+        .as_ref()
+        .map(|k| k.ids().into_iter().map(str::to_string).collect::<Vec<_>>());
     let blobs = crate::stores::open_blobs(&settings.blobs, keyring).await?;
     let bootstrap = wharf_ecr::bootstrap::ensure_admin(
         meta.as_ref(),
@@ -107,6 +110,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             registry_host: addr.to_string(),
             proxy_endpoint: format!("{scheme}://{addr}"),
             registry_domain: settings.registry_domain.clone(),
+            encryption_keys,
         },
     );
     let app = registry

@@ -205,3 +205,144 @@ async fn blobs_in_s3_are_encrypted_at_rest() {
         );
     }
 }
+
+/// The master key ids blob `digest`'s envelope wraps its data key under, read from
+/// where the server's engines keep it.
+fn envelope_keys(srv: &common::Server, digest: &str) -> Vec<String> {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    let bytes = if srv.engines.blobs.is_some() {
+        let suffix = format!("{hex}.envelope");
+        common::list_bucket(&srv.engines)
+            .into_iter()
+            .find(|(k, _)| k.ends_with(&suffix))
+            .unwrap_or_else(|| panic!("no envelope of {digest} in the bucket"))
+            .1
+    } else {
+        let path = srv
+            .data_dir
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(format!("{hex}.envelope"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let envelope = wharf_crypt::Envelope::from_bytes(&bytes).expect("an envelope");
+    let mut ids: Vec<String> = envelope.key_ids().into_iter().map(String::from).collect();
+    ids.sort();
+    ids
+}
+
+/// ECR `KMS` repositories: a `kmsKey` must be a key of the key file; their blobs are
+/// wrapped under that key alone; the same content pushed to or mounted into a
+/// repository with another key gets a wrap for that key too; after a rotation of the
+/// named key, `wharf keys rewrap` lets the old version be deleted from the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_repositories_encrypt_under_their_own_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key_file = tmp.path().join("master.keys");
+    keys(&["generate"], &key_file);
+    keys(&["add", "alias/team-a"], &key_file);
+    let key_arg = key_file.to_str().unwrap().to_string();
+    let mut srv = common::Server::start_on(
+        common::Engines::from_env(),
+        &["--encryption-key-file", &key_arg],
+    );
+
+    let err = common::aws_admin_err(
+        &srv,
+        &[
+            "ecr",
+            "create-repository",
+            "--repository-name",
+            "kms/nope",
+            "--encryption-configuration",
+            "encryptionType=KMS,kmsKey=alias/unknown",
+        ],
+    );
+    assert!(err.contains("KmsException"), "{err}");
+    assert!(
+        err.contains("alias/unknown") && err.contains("default, alias/team-a"),
+        "{err}"
+    );
+    let repo = common::aws_admin(
+        &srv,
+        &[
+            "ecr",
+            "create-repository",
+            "--repository-name",
+            "kms/app",
+            "--encryption-configuration",
+            "encryptionType=KMS,kmsKey=alias/team-a",
+        ],
+    );
+    assert_eq!(
+        repo["repository"]["encryptionConfiguration"]["kmsKey"],
+        "alias/team-a"
+    );
+
+    let reg = Reg::new(&srv.url);
+    let layer = pattern(200_000);
+    let digest = reg.push_blob("kms/app", &layer).await;
+    assert_eq!(envelope_keys(&srv, &digest), ["alias/team-a"]);
+    // The same content pushed to a repository with the default key.
+    reg.push_blob("plain/app", &layer).await;
+    assert_eq!(envelope_keys(&srv, &digest), ["alias/team-a", "default"]);
+
+    // Mounted from the KMS repository into a default-key one.
+    let other = pattern(90_000);
+    let other_digest = reg.push_blob("kms/app", &other).await;
+    assert_eq!(envelope_keys(&srv, &other_digest), ["alias/team-a"]);
+    let r = reg
+        .send(reg.at(
+            Method::POST,
+            &format!("/v2/plain/mounted/blobs/uploads/?mount={other_digest}&from=kms/app"),
+        ))
+        .await;
+    r.expect(201);
+    assert_eq!(
+        envelope_keys(&srv, &other_digest),
+        ["alias/team-a", "default"]
+    );
+    reg.assert_blob("plain/mounted", &other).await;
+
+    // Rotate the named key, re-wrap, delete its old version: still readable.
+    keys(&["rotate", "--key", "alias/team-a"], &key_file);
+    let out = srv
+        .command()
+        .args(["keys", "rewrap", "--key-file", &key_arg])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("2 re-wrapped"), "{said}");
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    let mut seen = false;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            if !l.starts_with("alias/team-a ") {
+                return true;
+            }
+            let first = !seen;
+            seen = true;
+            first
+        })
+        .collect();
+    assert_eq!(kept.len() + 1, text.lines().count(), "one old line removed");
+    std::fs::write(&key_file, kept.join("\n") + "\n").unwrap();
+    srv.restart();
+    let reg = Reg::new(&srv.url);
+    reg.assert_blob("kms/app", &layer).await;
+    reg.assert_blob("kms/app", &other).await;
+    reg.assert_blob("plain/app", &layer).await;
+    // A second run finds nothing left to do.
+    let out = srv
+        .command()
+        .args(["keys", "rewrap", "--key-file", &key_arg])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" 0 re-wrapped"));
+}

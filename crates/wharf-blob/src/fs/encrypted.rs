@@ -206,7 +206,12 @@ fn data_key(keyring: &Keyring, bytes: &[u8], what: &str) -> io::Result<DataKey> 
 
 /// Creates encrypted upload `id` in `dir`: its envelope first (durably), then the empty
 /// staging file. Returns the hash state of the empty upload.
-pub(super) fn start(dir: &Path, id: &str, keyring: &Keyring) -> Result<HashState, BlobError> {
+pub(super) fn start(
+    dir: &Path,
+    id: &str,
+    keyring: &Keyring,
+    key: Option<&str>,
+) -> Result<HashState, BlobError> {
     let data_path = dir.join(id);
     let exists = || {
         BlobError::Io(io::Error::new(
@@ -217,7 +222,7 @@ pub(super) fn start(dir: &Path, id: &str, keyring: &Keyring) -> Result<HashState
     if fs::symlink_metadata(&data_path).is_ok() {
         return Err(exists());
     }
-    let envelope = Envelope::new(keyring, &[keyring.current_id()])
+    let envelope = Envelope::new(keyring, &[key.unwrap_or(keyring.current_id())])
         .map_err(|e| crypt_error(&format!("upload {id}: making its envelope"), e))?;
     let env_path = envelope_path(dir, id);
     let tmp = dir.join(format!("{id}.envelope.{}.tmp", unique_suffix()));
@@ -569,8 +574,8 @@ pub(super) fn commit(
     file: File,
     st: Staged,
     state: Option<HashState>,
-    expected: Digest,
-    dest: &Path,
+    (expected, dest): (Digest, &Path),
+    keyring: &Keyring,
 ) -> Result<u64, BlobError> {
     let _envelope_lock = lock_envelope(dir, id)?;
     let computed = match expected.algorithm() {
@@ -604,7 +609,18 @@ pub(super) fn commit(
     lock_exclusive(&shard_lock)?;
     match fs::symlink_metadata(dest) {
         Ok(_) => {
-            // Already stored: blobs are immutable and content-addressed.
+            // Already stored: blobs are immutable and content-addressed. The keys this
+            // upload was wrapped for may now open the stored blob too.
+            let ours = Envelope::from_bytes(&st.envelope)
+                .map_err(|e| crypt_error(&format!("upload {id}: envelope"), e))?;
+            let keys: Vec<String> = ours.key_ids().into_iter().map(str::to_string).collect();
+            update_envelope_locked(dest, &expected, |env| {
+                let mut changed = false;
+                for key in &keys {
+                    changed |= env.add_wrap(keyring, key)?;
+                }
+                Ok(changed)
+            })?;
             drop(shard_lock);
             remove_upload(dir, id)?;
             return Ok(st.plain_len);
@@ -626,6 +642,68 @@ pub(super) fn commit(
 // ----------------------------------------------------------------------------------
 // Blobs
 // ----------------------------------------------------------------------------------
+
+/// Rewrites the envelope of blob `path` (`digest`) through `change`, which says
+/// whether it changed anything; the caller holds the shard's lock. `None` when the
+/// blob has no envelope (it is stored unencrypted).
+fn update_envelope_locked(
+    path: &Path,
+    digest: &Digest,
+    change: impl FnOnce(&mut Envelope) -> Result<bool, CryptError>,
+) -> io::Result<Option<bool>> {
+    let env_path = blob_envelope_path(path);
+    let bytes = match fs::read(&env_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let ctx = format!("blob {digest}: envelope");
+    let mut envelope = Envelope::from_bytes(&bytes).map_err(|e| crypt_error(&ctx, e))?;
+    if !change(&mut envelope).map_err(|e| crypt_error(&ctx, e))? {
+        return Ok(Some(false));
+    }
+    let tmp = env_path.with_file_name(format!(
+        "{}.{}.tmp",
+        env_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        unique_suffix()
+    ));
+    let written =
+        write_synced(&tmp, &envelope.to_bytes(), true).and_then(|_| fs::rename(&tmp, &env_path));
+    if written.is_err() {
+        let _ = remove_if_exists(&tmp);
+    }
+    written?;
+    if let Some(shard) = path.parent() {
+        sync_dir(shard)?;
+    }
+    Ok(Some(true))
+}
+
+/// Rewrites the envelope of blob `path` (`digest`) through `change` under the shard's
+/// lock (commits and deletes of the shard take the same lock). Errors with
+/// [`BlobError::BlobUnknown`] when the blob is absent; `false` when it is stored
+/// unencrypted.
+pub(super) fn update_envelope(
+    path: &Path,
+    digest: &Digest,
+    change: impl FnOnce(&mut Envelope) -> Result<bool, CryptError>,
+) -> Result<bool, BlobError> {
+    let unknown = || BlobError::BlobUnknown(digest.clone());
+    let shard = path.parent().ok_or_else(unknown)?;
+    let shard_lock = match File::open(shard) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(unknown()),
+        Err(e) => return Err(e.into()),
+    };
+    lock_exclusive(&shard_lock)?;
+    if fs::symlink_metadata(path).is_err() {
+        return Err(unknown());
+    }
+    Ok(update_envelope_locked(path, digest, change)?.unwrap_or(false))
+}
 
 /// Removes blob `path` and its envelope (data first), under the shard's lock.
 pub(super) fn delete(path: &Path) -> io::Result<()> {

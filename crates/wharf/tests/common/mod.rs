@@ -206,6 +206,11 @@ impl Server {
             Some(m) => c.env("WHARF_METADATA", m),
             None => c.env_remove("WHARF_METADATA"),
         };
+        match &self.engines.blobs {
+            Some(b) => c.env("WHARF_BLOBS", b),
+            None => c.env_remove("WHARF_BLOBS"),
+        };
+        c.envs(self.engines.env.iter().map(|(k, v)| (k, v)));
         c
     }
 }
