@@ -5,7 +5,68 @@
 //! version falls inside an advisory's affected ranges, which needs each ecosystem's own
 //! ordering rules ([`VersionScheme`]). This crate is pure logic: no I/O.
 
+use std::cmp::Ordering;
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
+
+mod apk;
+mod dpkg;
+mod ecosystem;
+mod maven;
+mod num;
+pub mod osv;
+mod pep440;
+mod rpm;
+mod rubygems;
+mod semver;
+
+/// A version string that its scheme's rules reject.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// The string is not a version under `scheme`'s rules.
+    #[error("invalid {scheme} version {version:?}: {reason}")]
+    Invalid {
+        /// Scheme whose rules were applied.
+        scheme: VersionScheme,
+        /// The rejected string, as given.
+        version: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+impl VersionError {
+    pub(crate) fn new(scheme: VersionScheme, version: &str, reason: &'static str) -> Self {
+        VersionError::Invalid {
+            scheme,
+            version: version.to_owned(),
+            reason,
+        }
+    }
+}
+
+/// Orders two version strings by `scheme`'s rules.
+///
+/// Both strings must be valid versions of that scheme; the error names the first one
+/// that is not. Equality is the scheme's own (`1.0 == 1.0.0` in PEP 440, Maven, RubyGems).
+pub fn compare(scheme: VersionScheme, a: &str, b: &str) -> Result<Ordering, VersionError> {
+    match scheme {
+        VersionScheme::Dpkg => dpkg::compare(a, b),
+        VersionScheme::Apk => apk::compare(a, b),
+        VersionScheme::Rpm => rpm::compare(a, b),
+        VersionScheme::Semver => semver::compare(a, b, false),
+        VersionScheme::Go => semver::compare(a, b, true),
+        VersionScheme::Pep440 => pep440::compare(a, b),
+        VersionScheme::Maven => maven::compare(a, b),
+        VersionScheme::RubyGems => rubygems::compare(a, b),
+    }
+}
+
+/// Checks that `version` is a valid version under `scheme`'s rules.
+pub fn validate(scheme: VersionScheme, version: &str) -> Result<(), VersionError> {
+    compare(scheme, version, version).map(|_| ())
+}
 
 /// The package world a package belongs to: decides its version ordering and its
 /// ecosystem name in OSV data.
@@ -42,7 +103,7 @@ pub enum Ecosystem {
 }
 
 /// The ordering rules of an ecosystem's version strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum VersionScheme {
     /// Debian policy ordering (`epoch:upstream-revision`, `~` before everything).
     Dpkg,
@@ -89,4 +150,70 @@ pub struct Package {
     pub layer_digest: String,
     /// Licence or other package-manager metadata worth showing, when known.
     pub license: Option<String>,
+}
+
+impl fmt::Display for VersionScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VersionScheme::Dpkg => "dpkg",
+            VersionScheme::Apk => "apk",
+            VersionScheme::Rpm => "rpm",
+            VersionScheme::Semver => "semver",
+            VersionScheme::Go => "Go",
+            VersionScheme::Pep440 => "PEP 440",
+            VersionScheme::Maven => "Maven",
+            VersionScheme::RubyGems => "RubyGems",
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::{compare, VersionScheme};
+    use std::cmp::Ordering;
+
+    /// Checks every pair of a list written in ascending order: each earlier one is less,
+    /// each later one greater, and each equal to itself.
+    pub fn assert_sorted(scheme: VersionScheme, list: &[&str]) {
+        for (i, a) in list.iter().enumerate() {
+            assert_eq!(
+                compare(scheme, a, a).unwrap(),
+                Ordering::Equal,
+                "{a} == {a}"
+            );
+            for b in &list[i + 1..] {
+                assert_eq!(compare(scheme, a, b).unwrap(), Ordering::Less, "{a} < {b}");
+                assert_eq!(
+                    compare(scheme, b, a).unwrap(),
+                    Ordering::Greater,
+                    "{b} > {a}"
+                );
+            }
+        }
+    }
+
+    /// Checks that each pair compares equal, both ways.
+    pub fn assert_equal(scheme: VersionScheme, pairs: &[(&str, &str)]) {
+        for (a, b) in pairs {
+            assert_eq!(
+                compare(scheme, a, b).unwrap(),
+                Ordering::Equal,
+                "{a} == {b}"
+            );
+            assert_eq!(
+                compare(scheme, b, a).unwrap(),
+                Ordering::Equal,
+                "{b} == {a}"
+            );
+        }
+    }
+
+    /// Checks that each string is rejected, whichever side it is on.
+    pub fn assert_invalid(scheme: VersionScheme, valid: &str, bad: &[&str]) {
+        for b in bad {
+            let e = compare(scheme, valid, b).expect_err(b);
+            assert!(e.to_string().contains(&format!("{b:?}")), "{e}");
+            compare(scheme, b, valid).expect_err(b);
+        }
+    }
 }
